@@ -1,0 +1,57 @@
+# The front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+GLUE_JAR := jvm/target/profile-engine-glue-0.1.0.jar
+RUN := $(shell python3 -m flink_jobs.config --shell | sed -n 's/^export PE_RUN_PATH=//p')
+PYTEST_ARGS ?=
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(VENV_STAMP) ## create .venv from the pinned requirements (one resolver run)
+$(VENV_STAMP): requirements.txt requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+jars: $(RUN)/lib/flink/.built ## build the JVM glue and fetch the Kafka connector (mvn, cached in ~/.m2)
+$(RUN)/lib/flink/.built: jvm/pom.xml $(shell find jvm/src -name '*.java')
+	cd jvm && mvn -q -B package
+	mkdir -p $(RUN)/lib/flink && rm -f $(RUN)/lib/flink/*.jar
+	cp $(GLUE_JAR) jvm/target/lib/*.jar $(RUN)/lib/flink/
+	touch $@
+
+up: venv jars ## start Kafka, Cassandra and Flink (web UI on :8081), create topics and tables
+	bash deploy/stack.sh up
+
+down: ## stop everything the stack started (data stays in the run dir)
+	bash deploy/stack.sh down
+
+clean: down ## stop and delete all runtime state (.run, artifacts)
+	rm -rf $(RUN) artifacts
+
+model: venv ## train, evaluate and export the ONNX model if none is present
+	$(PY) -m model_export.train --if-missing
+
+train: venv ## retrain the model (writes artifacts/: ONNX, model card, plots)
+	$(PY) -m model_export.train
+
+submit: up model ## (re)submit the profile job to the local cluster
+	$(PY) -m flink_jobs.submit --replace
+
+demo: ## ONE COMMAND: set up, start the stack, train, submit the job, replay real data, show results
+	bash deploy/demo.sh
+
+test: ## ONE COMMAND: set up, run unit + integration tests against real Kafka/Cassandra/Flink, stop
+	bash deploy/test.sh $(PYTEST_ARGS)
+
+unit: venv ## unit tests only (no servers)
+	$(PY) -m pytest -q tests/unit
+
+lint: venv ## ruff
+	$(PY) -m ruff check .
+
+.PHONY: help venv jars up down clean model train submit demo test unit lint

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Flink standalone session cluster (one JobManager with the web UI, one TaskManager), run from the
+# runtime that the PyPI apache-flink wheel ships ($FLINK_HOME = site-packages/pyflink).
+# Config, logs, checkpoints and temp files live under $PE_RUN_PATH/flink.
+#
+#   deploy/flink.sh start | stop | status | logs
+set -euo pipefail
+LOG_TAG=flink
+# shellcheck source=deploy/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+pe_config
+
+[[ -x "$PE_VENV_PYTHON" ]] || die "no $PE_VENV_PYTHON: run 'make venv' first"
+FLINK_HOME="$("$PE_VENV_PYTHON" -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')"
+FLINK_CONF_DIR="$PE_RUN_PATH/flink/conf"
+FLINK_LOG_DIR="$PE_RUN_PATH/flink/log"
+export FLINK_HOME FLINK_CONF_DIR FLINK_LOG_DIR PE_PYTHON="$PE_VENV_PYTHON"
+
+# 0 when the REST API answers and at least one TaskManager with free or used slots is registered.
+healthy() {
+    "$PE_VENV_PYTHON" - "$PE_FLINK_REST_URL" <<'PY'
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2) as r:
+        o = json.load(r)
+except Exception:
+    sys.exit(1)
+sys.exit(0 if o.get("taskmanagers", 0) >= 1 and o.get("slots-total", 0) >= 1 else 1)
+PY
+}
+
+render() {
+    mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$PE_RUN_PATH/flink/tmp" "$PE_RUN_PATH/flink/upload" \
+        "$PE_RUN_PATH/flink/checkpoints" "$PE_RUN_PATH/flink/savepoints"
+    cp "$FLINK_HOME"/conf/log4j*.properties "$FLINK_CONF_DIR/"
+    "$PE_VENV_PYTHON" "$PE_ROOT/deploy/render.py" "$PE_ROOT/deploy/conf/flink/config.yaml.template" \
+        "$FLINK_CONF_DIR/config.yaml"
+    printf '%s:%s\n' "$PE_FLINK_REST_HOST" "$PE_FLINK_REST_PORT" >"$FLINK_CONF_DIR/masters"
+    printf '%s\n' "$PE_FLINK_REST_HOST" >"$FLINK_CONF_DIR/workers"
+}
+
+start() {
+    if healthy; then
+        log "already running: $PE_FLINK_REST_URL"
+        return 0
+    fi
+    render
+    log "starting JobManager + TaskManager (FLINK_HOME=$FLINK_HOME)"
+    # start-cluster.sh would ssh to the workers; start both daemons directly instead.
+    "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
+    "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+    local deadline=$((SECONDS + 120))
+    until healthy; do
+        if ((SECONDS > deadline)); then
+            log "ERROR: Flink did not become healthy at $PE_FLINK_REST_URL within 120 s"
+            for f in "$FLINK_LOG_DIR"/*.log; do log_tail "$f" 30; done
+            return 1
+        fi
+        sleep 1
+    done
+    log "healthy: web UI at $PE_FLINK_REST_URL"
+}
+
+stop() {
+    [[ -d "$FLINK_CONF_DIR" ]] || render
+    "$FLINK_HOME/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
+    "$FLINK_HOME/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
+    local deadline=$((SECONDS + 30))
+    while pgrep -f "$FLINK_CONF_DIR" >/dev/null; do
+        if ((SECONDS > deadline)); then
+            log "killing leftover Flink processes"
+            pkill -9 -f "$FLINK_CONF_DIR" || true
+            break
+        fi
+        sleep 1
+    done
+    log "stopped"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) if healthy; then echo "flink: running ($PE_FLINK_REST_URL)"; else echo "flink: stopped"; exit 1; fi ;;
+    logs) for f in "$FLINK_LOG_DIR"/*.log; do log_tail "$f" "${2:-40}"; done ;;
+    *) echo "usage: $0 start|stop|status|logs" >&2; exit 2 ;;
+esac

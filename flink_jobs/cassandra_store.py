@@ -1,0 +1,116 @@
+"""Cassandra access with cassandra-driver: prepared, idempotent upserts of profiles and
+predictions, and the reads the CLIs use. No pyflink import (the CLIs use it too).
+
+Idempotence: a profile row is written ``USING TIMESTAMP`` = the number of events applied to it
+(strictly increasing per user), a prediction row ``USING TIMESTAMP`` = its event time in µs.
+Replaying events after a restore therefore rewrites identical cells and changes nothing, and an
+older profile can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional, Sequence
+
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Cluster, Session
+from cassandra.policies import RoundRobinPolicy
+from cassandra.query import PreparedStatement
+
+from flink_jobs.config import Config
+from udfs import schemas
+
+log = logging.getLogger(__name__)
+
+PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
+PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
+
+
+def connect(cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0) -> tuple[Cluster, Session]:
+    cluster = Cluster(
+        contact_points=cfg.cassandra_contact_points,
+        port=cfg.cassandra_port,
+        load_balancing_policy=RoundRobinPolicy(),
+        protocol_version=5,
+        connect_timeout=timeout_s,
+    )
+    return cluster, cluster.connect(keyspace)
+
+
+def create_schema(cfg: Config) -> None:
+    """Create the keyspace and tables of schemas/cassandra.cql (idempotent)."""
+    cluster, session = connect(cfg)
+    try:
+        for stmt in schemas.cql_statements(cfg.cassandra_keyspace, cfg.cassandra_replication):
+            session.execute(stmt, timeout=60)
+    finally:
+        cluster.shutdown()
+
+
+class CassandraStore:
+    """Writes of the job (one instance per operator) and reads of the CLIs and tests."""
+
+    def __init__(self, cfg: Config, max_retries: int = 8) -> None:
+        self.cfg = cfg
+        self.max_retries = max_retries
+        self.cluster, self.session = connect(cfg, cfg.cassandra_keyspace)
+        cl = ConsistencyLevel.name_to_value[cfg.cassandra_consistency.upper()]
+        ks = cfg.cassandra_keyspace
+        self._put_profile = self._prepare(
+            f"INSERT INTO {ks}.profiles ({', '.join(PROFILE_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(PROFILE_COLUMNS))}) USING TIMESTAMP ?",
+            cl,
+        )
+        self._put_prediction = self._prepare(
+            f"INSERT INTO {ks}.predictions ({', '.join(PREDICTION_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))}) USING TIMESTAMP ?",
+            cl,
+        )
+        self.retries = 0
+
+    def _prepare(self, cql: str, cl: int) -> PreparedStatement:
+        stmt = self.session.prepare(cql)
+        stmt.consistency_level = cl
+        stmt.is_idempotent = True  # lets the driver retry and speculate safely
+        return stmt
+
+    def write(self, profile: dict[str, Any], prediction: dict[str, Any], features: Sequence[float]) -> None:
+        """Upsert the profile and insert the prediction concurrently; retry with backoff, then raise
+        (the job then restarts from its last checkpoint and replays: idempotent, nothing lost)."""
+        prof_row = dict(profile)
+        prof_row.update(features=list(features), score=prediction["score"],
+                        model_version=prediction["model_version"])
+        prof_values = [prof_row.get(c) for c in PROFILE_COLUMNS] + [int(profile["n_events"])]
+        pred_values = [prediction[c] for c in PREDICTION_COLUMNS] + [int(prediction["event_time"]) * 1000]
+        delay = 0.1
+        for attempt in range(self.max_retries + 1):
+            try:
+                f1 = self.session.execute_async(self._put_profile, prof_values)
+                f2 = self.session.execute_async(self._put_prediction, pred_values)
+                f1.result()
+                f2.result()
+                return
+            except Exception as exc:  # driver raises several types for one outage
+                if attempt == self.max_retries:
+                    raise
+                self.retries += 1
+                log.warning("cassandra write failed (attempt %d): %s; retrying in %.1fs", attempt + 1, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def profile(self, user_id: str) -> Optional[dict[str, Any]]:
+        row = self.session.execute(
+            f"SELECT * FROM {self.cfg.cassandra_keyspace}.profiles WHERE user_id = %s", (user_id,)
+        ).one()
+        return dict(row._asdict()) if row else None
+
+    def predictions(self, user_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self.session.execute(
+            f"SELECT * FROM {self.cfg.cassandra_keyspace}.predictions WHERE user_id = %s LIMIT %s",
+            (user_id, limit),
+        )
+        return [dict(r._asdict()) for r in rows]
+
+    def close(self) -> None:
+        self.cluster.shutdown()

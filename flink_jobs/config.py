@@ -1,0 +1,168 @@
+"""The one configuration object of the project.
+
+Every setting has a default, an environment variable (``PE_`` + upper-case field name) and a CLI flag
+(``--field-name``). Precedence: CLI flag > environment > default. No other module holds a hostname,
+a port, a topic name or a path default.
+
+Shell scripts read the same values with ``python3 -m flink_jobs.config --shell`` (stdlib only, so it
+runs before the virtual environment exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _doc(text: str, **kw: Any) -> Any:
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- Kafka -----------------------------------------------------------------------------------
+    kafka_bootstrap: str = _doc("Kafka bootstrap servers (host:port,...)", default="127.0.0.1:9092")
+    kafka_controller_port: int = _doc("KRaft controller port of the local broker", default=9093)
+    topic_events: str = _doc("input topic of Avro user events", default="user-events")
+    topic_predictions: str = _doc("output topic of Avro predictions", default="user-predictions")
+    topic_dlq: str = _doc("dead-letter topic: raw bytes + reason", default="user-events-dlq")
+    topic_late: str = _doc("events later than the allowed lateness", default="user-events-late")
+    topic_partitions: int = _doc("partitions of the topics the stack creates", default=2)
+    consumer_group: str = _doc("Kafka consumer group of the job", default="profile-engine")
+    delivery_guarantee: str = _doc(
+        "predictions sink: exactly-once (transactional) or at-least-once", default="exactly-once"
+    )
+    # --- Cassandra -------------------------------------------------------------------------------
+    cassandra_hosts: str = _doc("Cassandra contact points, comma separated", default="127.0.0.1")
+    cassandra_port: int = _doc("Cassandra native protocol port", default=9042)
+    cassandra_storage_port: int = _doc("Cassandra inter-node port of the local node", default=7000)
+    cassandra_keyspace: str = _doc("keyspace of profiles and predictions", default="profile_engine")
+    cassandra_replication: int = _doc("replication factor used when creating the keyspace", default=1)
+    cassandra_consistency: str = _doc("write consistency level", default="LOCAL_QUORUM")
+    cassandra_heap_mb: int = _doc("heap of the local Cassandra node", default=1024)
+    # --- Flink -----------------------------------------------------------------------------------
+    flink_rest_host: str = _doc("Flink JobManager REST / web UI host", default="127.0.0.1")
+    flink_rest_port: int = _doc("Flink JobManager REST / web UI port", default=8081)
+    parallelism: int = _doc("job parallelism", default=1)
+    taskmanager_slots: int = _doc("task slots of the local TaskManager", default=2)
+    execution_mode: str = _doc(
+        "python.execution-mode; pinned: state does not survive a switch", default="thread"
+    )
+    checkpoint_interval_ms: int = _doc("checkpoint interval", default=5000)
+    max_out_of_orderness_ms: int = _doc("watermark bound = allowed lateness", default=300_000)
+    idle_source_timeout_ms: int = _doc("a partition with no data is idle after this", default=10_000)
+    # --- Model -----------------------------------------------------------------------------------
+    model_path: str = _doc("ONNX model the job scores with", default="artifacts/propensity.onnx")
+    onnx_provider: str = _doc("auto | cuda | cpu", default="auto")
+    # --- Paths -----------------------------------------------------------------------------------
+    run_dir: str = _doc("all runtime state, logs and downloads (git-ignored)", default=".run")
+    data_dir: str = _doc("bundled datasets", default="../shared/data")
+
+    # Derived values: computed, never configured separately.
+    @property
+    def flink_rest_url(self) -> str:
+        return f"http://{self.flink_rest_host}:{self.flink_rest_port}"
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path relative to the repository root."""
+        p = Path(value)
+        return p if p.is_absolute() else (ROOT / p).resolve()
+
+    @property
+    def run_path(self) -> Path:
+        return self.path(self.run_dir)
+
+    @property
+    def model_file(self) -> Path:
+        return self.path(self.model_path)
+
+    @property
+    def taobao_dir(self) -> Path:
+        return self.path(self.data_dir) / "taobao_userbehavior"
+
+    @classmethod
+    def env_var(cls, name: str) -> str:
+        return "PE_" + name.upper()
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> "Config":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(cls.env_var(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw)
+        for k, v in (overrides or {}).items():
+            if v is not None:
+                values[k] = v
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one ``--flag`` per field (default None, so the environment still applies)."""
+        group = parser.add_argument_group("configuration (flag > env var > default)")
+        for f in fields(cls):
+            kind = int if f.type in ("int", int) else str
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                type=kind,
+                default=None,
+                help=f"{f.metadata['doc']} [env {cls.env_var(f.name)}, default {f.default!r}]",
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Config":
+        names = {f.name for f in fields(cls)}
+        return cls.from_env(overrides={k: v for k, v in vars(args).items() if k in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(f: dataclasses.Field, raw: str) -> Any:
+    return int(raw) if f.type in ("int", int) else raw
+
+
+def parse(argv: Sequence[str] | None = None, description: str = "") -> tuple[Config, argparse.Namespace]:
+    """Parse only config flags (for tools with no flags of their own)."""
+    parser = argparse.ArgumentParser(description=description)
+    Config.add_arguments(parser)
+    args = parser.parse_args(argv)
+    return Config.from_args(args), args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print the effective configuration.")
+    parser.add_argument("--shell", action="store_true", help="print `export PE_X=...` lines")
+    Config.add_arguments(parser)
+    args = parser.parse_args(argv)
+    cfg = Config.from_args(args)
+    for f in fields(Config):
+        value = getattr(cfg, f.name)
+        if args.shell:
+            print(f"export {Config.env_var(f.name)}={shlex.quote(str(value))}")
+        else:
+            print(f"{f.name:26} {value!s:32} {Config.env_var(f.name)}")
+    if args.shell:
+        print(f"export PE_RUN_PATH={shlex.quote(str(cfg.run_path))}")
+        print(f"export PE_FLINK_REST_URL={shlex.quote(cfg.flink_rest_url)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Kafka source and sinks of the job, built on the JVM glue in jvm/ (Avro decode, validation,
+event-time timestamps and Avro encode all run in the JVM; Python sees decoded rows only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyflink.common import WatermarkStrategy
+from pyflink.common.serialization import SerializationSchema
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+from pyflink.java_gateway import get_gateway
+
+from flink_jobs.config import Config
+from udfs import schemas
+
+GLUE = "dev.profileengine.glue"
+
+
+def job_jars(cfg: Config) -> list[Path]:
+    """The glue jar and the Kafka connector jars (built by `make jars` into the run dir)."""
+    lib = cfg.run_path / "lib" / "flink"
+    jars = sorted(lib.glob("*.jar"))
+    if not any(j.name.startswith("profile-engine-glue") for j in jars):
+        raise FileNotFoundError(f"no profile-engine-glue jar in {lib}: run `make jars`")
+    return jars
+
+
+def add_job_jars(env: StreamExecutionEnvironment, cfg: Config) -> None:
+    env.add_jars(*[j.as_uri() for j in job_jars(cfg)])
+
+
+def _glue():  # noqa: ANN202 - a py4j package proxy
+    return getattr(get_gateway().jvm, GLUE)
+
+
+def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
+    """user-events -> rows of (event fields, dlq_reason, provenance, raw bytes if rejected), with
+    event-time timestamps and per-partition bounded-out-of-orderness watermarks."""
+    glue = _glue()
+    event_avsc = schemas.avro_text(schemas.EVENT)
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(cfg.kafka_bootstrap)
+        .set_topics(cfg.topic_events)
+        .set_group_id(cfg.consumer_group)
+        # First start: from the beginning; restarts resume from the checkpointed offsets.
+        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
+        .set_property("partition.discovery.interval.ms", "60000")
+    )
+    builder._j_builder.setDeserializer(glue.EventDeserializer(event_avsc))
+    watermarks = WatermarkStrategy(
+        glue.EventTimeAssigner.strategy(
+            event_avsc, cfg.max_out_of_orderness_ms, cfg.idle_source_timeout_ms
+        )
+    )
+    return env.from_source(builder.build(), watermarks, "kafka: " + cfg.topic_events).uid("source-user-events")
+
+
+def split_invalid(raw: DataStream) -> tuple[DataStream, DataStream]:
+    """(valid events as rows of user_event.avsc, rejected records as rows of dead_letter.avsc)."""
+    glue = _glue()
+    event_avsc = schemas.avro_text(schemas.EVENT)
+    dlq_avsc = schemas.avro_text(schemas.DEAD_LETTER)
+    glue.SplitInvalid.checkDeadLetterSchema(dlq_avsc)
+    fn = glue.SplitInvalid(event_avsc, dlq_avsc)
+    j_valid = raw._j_data_stream.process(fn, glue.SplitInvalid.eventType(event_avsc))
+    j_valid.name("validate").uid("validate")
+    valid = DataStream(j_valid)
+    dead = DataStream(j_valid.getSideOutput(fn.getDlqTag()))
+    return valid, dead
+
+
+def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool) -> KafkaSink:
+    """Kafka sink writing rows of ``avsc`` as Avro binary, keyed by ``key_field`` (UTF-8)."""
+    glue = _glue()
+    key_index = schemas.field_names(avsc).index(key_field)
+    serializer = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topic)
+        .set_key_serialization_schema(SerializationSchema(glue.RowFieldKey(key_index)))
+        .set_value_serialization_schema(SerializationSchema(glue.AvroRowSerializer(schemas.avro_text(avsc))))
+        .build()
+    )
+    builder = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(cfg.kafka_bootstrap)
+        .set_record_serializer(serializer)
+        # must stay below the broker's transaction.max.timeout.ms (15 min by default)
+        .set_property("transaction.timeout.ms", "600000")
+        .set_property("linger.ms", "5")
+    )
+    if exactly_once:
+        builder = builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE).set_transactional_id_prefix(
+            f"{cfg.consumer_group}-{topic}"
+        )
+    else:
+        builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    return builder.build()

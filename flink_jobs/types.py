@@ -1,0 +1,44 @@
+"""Flink row types derived from the Avro schemas in schemas/ (never typed by hand)."""
+
+from __future__ import annotations
+
+from pyflink.common.typeinfo import TypeInformation, Types
+
+from udfs import schemas
+
+_AVRO_TO_FLINK = {
+    "string": Types.STRING,
+    "long": Types.LONG,
+    "int": Types.INT,
+    "double": Types.DOUBLE,
+    "float": Types.FLOAT,
+    "boolean": Types.BOOLEAN,
+    "bytes": lambda: Types.PRIMITIVE_ARRAY(Types.BYTE()),
+}
+
+
+def row_type(avsc: str, extra: list[tuple[str, TypeInformation]] | None = None) -> TypeInformation:
+    """Named row type of an Avro record schema's fields, plus optional extra columns."""
+    names, types = [], []
+    for name, base, _optional in schemas.field_kinds(avsc):
+        names.append(name)
+        types.append(_AVRO_TO_FLINK[base]())
+    for name, t in extra or []:
+        names.append(name)
+        types.append(t)
+    return Types.ROW_NAMED(names, types)
+
+
+def prediction_type() -> TypeInformation:
+    return row_type(schemas.PREDICTION)
+
+
+# Profile operator output: the prediction, then what the Cassandra writer stores with it.
+SCORED_EXTRA = [
+    ("profile_state", Types.PRIMITIVE_ARRAY(Types.BYTE())),
+    ("features", Types.PRIMITIVE_ARRAY(Types.DOUBLE())),
+]
+
+
+def scored_type() -> TypeInformation:
+    return row_type(schemas.PREDICTION, SCORED_EXTRA)

@@ -1,0 +1,64 @@
+package dev.profileengine.glue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericDatumWriter;
+import org.apache.avro.generic.GenericRecord;
+import org.apache.avro.io.BinaryEncoder;
+import org.apache.avro.io.EncoderFactory;
+import org.apache.flink.api.common.serialization.SerializationSchema;
+import org.apache.flink.types.Row;
+
+/** Row -> Avro binary, by position: row field i is schema field i (both come from one .avsc). */
+public class AvroRowSerializer implements SerializationSchema<Row> {
+  private static final long serialVersionUID = 1L;
+  private final String schemaJson;
+  private transient Schema schema;
+  private transient GenericDatumWriter<GenericRecord> writer;
+  private transient BinaryEncoder encoder;
+  private transient ByteArrayOutputStream buffer;
+
+  public AvroRowSerializer(String schemaJson) {
+    this.schemaJson = schemaJson;
+  }
+
+  @Override
+  public void open(InitializationContext context) {
+    schema = AvroRows.parse(schemaJson);
+    writer = new GenericDatumWriter<>(schema);
+    buffer = new ByteArrayOutputStream(256);
+  }
+
+  @Override
+  public byte[] serialize(Row row) {
+    if (schema == null) {
+      open(null);
+    }
+    List<Schema.Field> fields = schema.getFields();
+    if (row.getArity() != fields.size()) {
+      throw new IllegalArgumentException("row arity " + row.getArity() + " != " + fields.size()
+          + " fields of " + schema.getFullName());
+    }
+    GenericData.Record rec = new GenericData.Record(schema);
+    for (Schema.Field f : fields) {
+      Object v = row.getField(f.pos());
+      if (v instanceof byte[]) {
+        v = ByteBuffer.wrap((byte[]) v);
+      }
+      rec.put(f.pos(), v);
+    }
+    buffer.reset();
+    encoder = EncoderFactory.get().binaryEncoder(buffer, encoder);
+    try {
+      writer.write(rec, encoder);
+      encoder.flush();
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot encode " + schema.getFullName(), e);
+    }
+    return buffer.toByteArray();
+  }
+}

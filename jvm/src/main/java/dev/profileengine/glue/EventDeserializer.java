@@ -1,0 +1,181 @@
+package dev.profileengine.glue;
+
+import java.io.IOException;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericDatumReader;
+import org.apache.avro.generic.GenericRecord;
+import org.apache.avro.io.BinaryDecoder;
+import org.apache.avro.io.DecoderFactory;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.connector.kafka.source.reader.deserializer.KafkaRecordDeserializationSchema;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+
+/**
+ * Decodes and validates one Kafka record of user-events in the JVM. Never throws on bad input:
+ * every record becomes one row = the event's fields + provenance + (for a rejected record) a
+ * machine-readable reason and the untouched bytes, so that {@link SplitInvalid} can route it to
+ * the dead-letter topic. Validation rules are read from the x-* attributes of user_event.avsc.
+ */
+public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> {
+  private static final long serialVersionUID = 1L;
+
+  /** Extra columns after the event's own fields. */
+  public static final String[] EXTRA_NAMES = {
+    "dlq_reason", "dlq_detail", "source_topic", "source_partition", "source_offset",
+    "source_timestamp", "raw_key", "raw_value"
+  };
+
+  static final TypeInformation<?>[] EXTRA_TYPES = {
+    Types.STRING, Types.STRING, Types.STRING, Types.INT, Types.LONG, Types.LONG,
+    Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE)
+  };
+
+  private final String schemaJson;
+  private transient Schema schema;
+  private transient GenericDatumReader<GenericRecord> reader;
+  private transient BinaryDecoder decoder;
+  private transient Set<String> eventTypes;
+  private transient int maxStringLength;
+
+  public EventDeserializer(String schemaJson) {
+    this.schemaJson = schemaJson;
+    init();
+  }
+
+  private void init() {
+    schema = AvroRows.parse(schemaJson);
+    reader = new GenericDatumReader<>(schema);
+    eventTypes = new HashSet<>();
+    Object types = schema.getObjectProp("x-event-types");
+    if (types instanceof List) {
+      for (Object t : (List<?>) types) {
+        eventTypes.add(String.valueOf(t));
+      }
+    }
+    Object maxLen = schema.getObjectProp("x-max-string-length");
+    maxStringLength = maxLen instanceof Number ? ((Number) maxLen).intValue() : Integer.MAX_VALUE;
+  }
+
+  public static RowTypeInfo producedRowType(Schema schema) {
+    return AvroRows.rowType(schema, EXTRA_NAMES, EXTRA_TYPES);
+  }
+
+  @Override
+  public TypeInformation<Row> getProducedType() {
+    if (schema == null) {
+      init();
+    }
+    return producedRowType(schema);
+  }
+
+  @Override
+  public void deserialize(ConsumerRecord<byte[], byte[]> rec, Collector<Row> out) throws IOException {
+    if (schema == null) {
+      init();
+    }
+    List<Schema.Field> fields = schema.getFields();
+    int n = fields.size();
+    Row row = new Row(n + EXTRA_NAMES.length);
+    row.setField(n + 2, rec.topic());
+    row.setField(n + 3, rec.partition());
+    row.setField(n + 4, rec.offset());
+    row.setField(n + 5, rec.timestamp());
+
+    String[] problem = decodeAndValidate(rec.value(), row, fields);
+    if (problem != null) {
+      for (int i = 0; i < n; i++) {
+        row.setField(i, null);
+      }
+      row.setField(n, problem[0]);
+      row.setField(n + 1, problem[1]);
+      row.setField(n + 6, rec.key());
+      row.setField(n + 7, rec.value());
+    }
+    out.collect(row);
+  }
+
+  /** Fills the event fields of row; returns {reason, detail} or null when the record is valid. */
+  private String[] decodeAndValidate(byte[] value, Row row, List<Schema.Field> fields) {
+    if (value == null || value.length == 0) {
+      return new String[] {"empty_record", "record value is null or empty"};
+    }
+    GenericRecord rec;
+    try {
+      decoder = DecoderFactory.get().binaryDecoder(value, decoder);
+      rec = reader.read(null, decoder);
+      if (!decoder.isEnd()) {
+        return new String[] {"trailing_bytes", "bytes left after a complete UserEvent; wrong schema?"};
+      }
+    } catch (Exception | StackOverflowError | OutOfMemoryError e) {
+      // Garbage can claim huge lengths: Avro then fails with EOF, a negative size or OOM.
+      return new String[] {"avro_decode_error", String.valueOf(e)};
+    }
+    for (Schema.Field f : fields) {
+      Object v = rec.get(f.pos());
+      Schema type = AvroRows.nonNull(f.schema());
+      if (v == null) {
+        if (!AvroRows.isOptional(f.schema())) {
+          return new String[] {"missing_field", f.name() + " is null"};
+        }
+        row.setField(f.pos(), null);
+        continue;
+      }
+      switch (type.getType()) {
+        case STRING:
+          String s = v.toString();
+          if (s.isBlank()) {
+            return new String[] {"empty_field", f.name() + " is empty"};
+          }
+          if (s.length() > maxStringLength) {
+            return new String[] {"field_too_long", f.name() + " has " + s.length() + " chars > " + maxStringLength};
+          }
+          row.setField(f.pos(), s);
+          break;
+        case DOUBLE:
+        case FLOAT:
+        case INT:
+        case LONG:
+          double d = ((Number) v).doubleValue();
+          String bad = checkRange(f, d);
+          if (bad != null) {
+            return new String[] {"invalid_" + f.name(), bad};
+          }
+          row.setField(f.pos(), v);
+          break;
+        default:
+          row.setField(f.pos(), v);
+      }
+    }
+    String eventType = (String) row.getField(schema.getField("event_type").pos());
+    if (!eventTypes.isEmpty() && !eventTypes.contains(eventType)) {
+      return new String[] {"unknown_event_type", "event_type '" + eventType + "' not in " + eventTypes};
+    }
+    return null;
+  }
+
+  private static String checkRange(Schema.Field f, double d) {
+    if (Double.isNaN(d) || Double.isInfinite(d)) {
+      return f.name() + " is not finite";
+    }
+    Object min = f.getObjectProp("x-min");
+    Object max = f.getObjectProp("x-max");
+    if (min instanceof Number && d < ((Number) min).doubleValue()) {
+      return f.name() + "=" + d + " below minimum " + min;
+    }
+    if (max instanceof Number && d > ((Number) max).doubleValue()) {
+      return f.name() + "=" + d + " above maximum " + max;
+    }
+    Object future = f.getObjectProp("x-max-future-ms");
+    if (future instanceof Number && d > System.currentTimeMillis() + ((Number) future).doubleValue()) {
+      return f.name() + "=" + (long) d + " is more than " + future + " ms in the future";
+    }
+    return null;
+  }
+}

@@ -1,0 +1,65 @@
+package dev.profileengine.glue;
+
+import org.apache.avro.Schema;
+import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.streaming.api.functions.ProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+import org.apache.flink.util.OutputTag;
+
+/** Valid rows continue as plain events (the fields of user_event.avsc, in order); rejected rows
+ * leave through the DLQ side output as rows of dead_letter.avsc. Stateless, JVM only. */
+public class SplitInvalid extends ProcessFunction<Row, Row> {
+  private static final long serialVersionUID = 1L;
+  private final int nEventFields;
+  private final OutputTag<Row> dlqTag;
+
+  public SplitInvalid(String eventSchemaJson, String deadLetterSchemaJson) {
+    this.nEventFields = AvroRows.parse(eventSchemaJson).getFields().size();
+    this.dlqTag = dlqTag(deadLetterSchemaJson);
+  }
+
+  public static OutputTag<Row> dlqTag(String deadLetterSchemaJson) {
+    return new OutputTag<>("dead-letters", AvroRows.rowType(AvroRows.parse(deadLetterSchemaJson)));
+  }
+
+  public static RowTypeInfo eventType(String eventSchemaJson) {
+    return AvroRows.rowType(AvroRows.parse(eventSchemaJson));
+  }
+
+  public OutputTag<Row> getDlqTag() {
+    return dlqTag;
+  }
+
+  @Override
+  public void processElement(Row row, Context ctx, Collector<Row> out) {
+    int n = nEventFields;
+    if (row.getField(n) == null) {
+      Row event = new Row(n);
+      for (int i = 0; i < n; i++) {
+        event.setField(i, row.getField(i));
+      }
+      out.collect(event);
+    } else {
+      // dead_letter.avsc order: reason, detail, source_topic, source_partition, source_offset,
+      // source_timestamp, key, payload; the same order as EventDeserializer.EXTRA_NAMES.
+      Row dead = new Row(8);
+      for (int i = 0; i < 8; i++) {
+        dead.setField(i, row.getField(n + i));
+      }
+      ctx.output(dlqTag, dead);
+    }
+  }
+
+  /** Checks at job build time that dead_letter.avsc still lists the extra columns in order. */
+  public static void checkDeadLetterSchema(String deadLetterSchemaJson) {
+    Schema s = AvroRows.parse(deadLetterSchemaJson);
+    String[] expected = {"reason", "detail", "source_topic", "source_partition", "source_offset",
+        "source_timestamp", "key", "payload"};
+    for (int i = 0; i < expected.length; i++) {
+      if (!s.getFields().get(i).name().equals(expected[i])) {
+        throw new IllegalStateException("dead_letter.avsc field " + i + " must be " + expected[i]);
+      }
+    }
+  }
+}

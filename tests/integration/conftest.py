@@ -1,0 +1,58 @@
+"""Integration fixtures: the real local stack must be up (`make test` starts it; `make up` by hand).
+Each test module gets its own topics, consumer group and keyspace, so runs never see each other's
+data, and its own job, cancelled afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from flink_jobs import submit
+from flink_jobs.cassandra_store import create_schema
+from flink_jobs.config import Config
+from tools.kafka_io import admin, all_topics, create_topics
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _stack_up(cfg: Config) -> None:
+    try:
+        submit.rest(cfg, "/overview")
+        admin(cfg).list_topics(timeout=5)
+    except Exception as exc:  # a missing stack is a failure, never a skip
+        pytest.fail(f"the local stack is not up ({exc}); run `make test` or `make up` first")
+
+
+@pytest.fixture(scope="module")
+def isolated_cfg() -> Iterator[Config]:
+    base = Config.from_env()
+    _stack_up(base)
+    tag = uuid.uuid4().hex[:8]
+    cfg = Config.from_env(
+        overrides=dict(
+            topic_events=f"it-{tag}-user-events",
+            topic_predictions=f"it-{tag}-user-predictions",
+            topic_dlq=f"it-{tag}-user-events-dlq",
+            topic_late=f"it-{tag}-user-events-late",
+            consumer_group=f"it-{tag}",
+            cassandra_keyspace=f"it_{tag}",
+            checkpoint_interval_ms=2000,
+        )
+    )
+    create_topics(cfg)
+    create_schema(cfg)
+    yield cfg
+    admin(cfg).delete_topics(all_topics(cfg), operation_timeout=30)
+
+
+@pytest.fixture(scope="module")
+def running_job(isolated_cfg: Config) -> Iterator[str]:
+    job_id = submit.submit(isolated_cfg)
+    yield job_id
+    try:
+        submit.cancel(isolated_cfg, job_id)
+    except Exception as exc:  # report, but let the test result stand
+        print(f"cancel of {job_id} failed: {exc}")

@@ -1,0 +1,77 @@
+"""Avro, CQL, Flink row types, the core's types and the feature order all derive from schemas/;
+these tests fail when any of them drifts."""
+
+from dataclasses import fields
+
+import pytest
+
+from udfs import schemas
+from udfs.features import FEATURE_NAMES, feature_dict
+from udfs.profile import Event, Profile, apply_event
+
+
+def test_event_tuple_matches_avro():
+    assert list(Event._fields) == schemas.field_names(schemas.EVENT)
+
+
+def test_profile_state_matches_avro():
+    assert [f.name for f in fields(Profile)] == schemas.field_names(schemas.PROFILE_STATE)
+
+
+def test_cql_profiles_columns_are_profile_state_plus_scoring():
+    cols = schemas.cql_columns("profiles")
+    state = schemas.field_kinds(schemas.PROFILE_STATE)
+    assert list(cols)[: len(state)] == [name for name, _, _ in state]
+    for name, base, _ in state:
+        assert cols[name] == schemas.AVRO_TO_CQL[base], name
+    assert list(cols)[len(state):] == ["features", "score", "model_version"]
+
+
+def test_cql_predictions_columns_match_prediction_avro():
+    cols = schemas.cql_columns("predictions")
+    kinds = schemas.field_kinds(schemas.PREDICTION)
+    assert sorted(cols) == sorted(name for name, _, _ in kinds)
+    for name, base, _ in kinds:
+        assert cols[name] == schemas.AVRO_TO_CQL[base], name
+
+
+def test_flink_row_types_match_avro():
+    from flink_jobs.types import prediction_type, row_type, scored_type
+
+    for avsc in (schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER):
+        assert row_type(avsc).get_field_names() == schemas.field_names(avsc)
+    assert prediction_type().get_field_names() == schemas.field_names(schemas.PREDICTION)
+    assert scored_type().get_field_names()[: len(schemas.field_names(schemas.PREDICTION))] == schemas.field_names(
+        schemas.PREDICTION
+    )
+
+
+def test_prediction_row_is_in_avro_order():
+    from flink_jobs.operators import prediction_row
+
+    ev = Event("e1", "u1", "cart", "i", "c", None, None, 1_000, None, None)
+    row = prediction_row(ev, 0.25, "m1", 2_000)
+    assert dict(zip(schemas.field_names(schemas.PREDICTION), row)) == {
+        "user_id": "u1", "event_id": "e1", "event_type": "cart", "event_time": 1_000,
+        "score": 0.25, "model_version": "m1", "scored_at": 2_000,
+    }
+
+
+def test_feature_dict_covers_exactly_the_declared_features():
+    ev = Event("e1", "u1", "view", "i", "c", None, None, 1_000, None, None)
+    assert set(feature_dict(None, apply_event(None, ev), ev)) == set(FEATURE_NAMES)
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
+
+
+@pytest.mark.parametrize("avsc", [schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER, schemas.PROFILE_STATE])
+def test_avro_schemas_parse(avsc):
+    import fastavro
+
+    fastavro.parse_schema(schemas.avro(avsc))
+
+
+def test_event_types_have_profile_counters():
+    p = Profile(user_id="u", first_seen=0, last_seen=0)
+    for t in schemas.event_types():
+        ev = Event("e", "u", t, "i", "c", 1.0, 1, 0, None, None)
+        assert apply_event(p, ev).n_events == 1

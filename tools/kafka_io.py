@@ -1,0 +1,153 @@
+"""Kafka clients (confluent-kafka) and Avro (fastavro) helpers shared by the CLIs and tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Iterator, Optional
+
+import fastavro
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from flink_jobs.config import Config
+from udfs import schemas
+
+
+class AvroCodec:
+    """Schemaless Avro binary (no container, no registry) of one schema in schemas/."""
+
+    def __init__(self, avsc: str) -> None:
+        self.schema = fastavro.parse_schema(schemas.avro(avsc))
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self.schema, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        return fastavro.schemaless_reader(io.BytesIO(data), self.schema)
+
+
+def admin(cfg: Config) -> AdminClient:
+    return AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+
+
+def all_topics(cfg: Config) -> list[str]:
+    return [cfg.topic_events, cfg.topic_predictions, cfg.topic_dlq, cfg.topic_late]
+
+
+def create_topics(cfg: Config, timeout_s: float = 30.0) -> list[str]:
+    """Create the job's topics if missing; returns the ones created. Retention is unlimited by time:
+    replayed historical data would otherwise be deleted at once by time-based retention."""
+    client = admin(cfg)
+    existing = set(client.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(t, num_partitions=cfg.topic_partitions, replication_factor=1, config={"retention.ms": "-1"})
+        for t in all_topics(cfg)
+        if t not in existing
+    ]
+    if not wanted:
+        return []
+    for topic, fut in client.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            fut.result()
+        except Exception as exc:  # already exists after a race is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return [t.topic for t in wanted]
+
+
+def producer(cfg: Config, **extra: Any) -> Producer:
+    conf = {
+        "bootstrap.servers": cfg.kafka_bootstrap,
+        "enable.idempotence": True,  # broker-side dedup of producer retries
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "compression.type": "lz4",
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def consumer(cfg: Config, group: Optional[str] = None, from_beginning: bool = True, **extra: Any) -> Consumer:
+    conf = {
+        "bootstrap.servers": cfg.kafka_bootstrap,
+        "group.id": group or f"pe-cli-{id(object())}",
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",  # only predictions of committed Flink transactions
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def read_topic(
+    cfg: Config, topic: str, idle_timeout_s: float = 5.0, max_records: Optional[int] = None
+) -> Iterator[Any]:
+    """Every message of ``topic`` from the beginning until nothing new arrives for idle_timeout_s."""
+    c = consumer(cfg)
+    c.subscribe([topic])
+    n = 0
+    try:
+        while max_records is None or n < max_records:
+            msg = c.poll(idle_timeout_s)
+            if msg is None:
+                return
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(msg.error())
+            n += 1
+            yield msg
+    finally:
+        c.close()
+
+
+def end_offsets(cfg: Config, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """{partition: offset after the last committed record} (read_committed view)."""
+    from confluent_kafka import TopicPartition
+
+    c = consumer(cfg)
+    try:
+        meta = c.list_topics(topic, timeout=timeout_s).topics[topic]
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in meta.partitions}
+    finally:
+        c.close()
+
+
+def collect(
+    cfg: Config,
+    topic: str,
+    expected: int,
+    timeout_s: float,
+    start: Optional[dict[int, int]] = None,
+    settle_s: float = 0.0,
+) -> list[Any]:
+    """Messages of ``topic`` after ``start`` offsets (default: the beginning) until ``expected`` arrived
+    or ``timeout_s`` passed; then keeps reading ``settle_s`` more seconds to catch surplus records."""
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    c = consumer(cfg)
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        start = start or {}
+        c.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in meta.partitions])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        settle_until: Optional[float] = None
+        while True:
+            now = time.monotonic()
+            if settle_until is None and len(out) >= expected:
+                settle_until = now + settle_s
+            if (settle_until is not None and now >= settle_until) or now >= deadline:
+                return out
+            for msg in c.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RuntimeError(msg.error())
+                out.append(msg)
+    finally:
+        c.close()

@@ -1,0 +1,45 @@
+"""Print predictions (or dead letters) from Kafka as JSON lines, decoded from Avro.
+
+    python -m tools.tail_predictions [--max N] [--follow] [--dlq] [config flags]
+
+Reads with isolation.level=read_committed, so only predictions of committed Flink checkpoints
+(exactly-once mode) are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from typing import Any, Sequence
+
+from flink_jobs.config import Config
+from tools.kafka_io import AvroCodec, read_topic
+from udfs import schemas
+
+
+def _jsonable(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in rec.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max", type=int, default=None, help="stop after N records")
+    parser.add_argument("--follow", action="store_true", help="keep waiting for new records")
+    parser.add_argument("--idle", type=float, default=5.0, help="stop after this many idle seconds")
+    parser.add_argument("--dlq", action="store_true", help="read the dead-letter topic instead")
+    Config.add_arguments(parser)
+    args = parser.parse_args(argv)
+    cfg = Config.from_args(args)
+    topic, avsc = (cfg.topic_dlq, schemas.DEAD_LETTER) if args.dlq else (cfg.topic_predictions, schemas.PREDICTION)
+    codec = AvroCodec(avsc)
+    idle = 1e9 if args.follow else args.idle
+    n = 0
+    for msg in read_topic(cfg, topic, idle_timeout_s=idle, max_records=args.max):
+        print(json.dumps(_jsonable(codec.decode(msg.value())), sort_keys=False), flush=True)
+        n += 1
+    return 0 if n else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
