@@ -15,9 +15,10 @@ import dataclasses
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +100,7 @@ class Config:
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> "Config":
+    ) -> Config:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -126,7 +127,7 @@ class Config:
             )
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Config":
+    def from_args(cls, args: argparse.Namespace) -> Config:
         names = {f.name for f in fields(cls)}
         return cls.from_env(overrides={k: v for k, v in vars(args).items() if k in names})
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from pyflink.common import Row
@@ -92,7 +93,7 @@ class CassandraWriter(MapFunction):
 
     def map(self, value: Row) -> Row:
         n = len(PREDICTION_FIELDS)
-        prediction: dict[str, Any] = dict(zip(PREDICTION_FIELDS, value[:n]))
+        prediction: dict[str, Any] = dict(zip(PREDICTION_FIELDS, value[:n], strict=True))
         profile = decode_profile(bytes(value[n])).as_dict()
         self.store.write(profile, prediction, list(value[n + 1]))
         self.written.inc()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from udfs.profile import Event
 
@@ -64,7 +64,7 @@ def read_online_retail(path: Path, limit: Optional[int] = None) -> list[Event]:
             qty, price = int(row["Quantity"]), float(row["UnitPrice"])
             if qty <= 0 or price <= 0:
                 continue
-            ts = datetime.strptime(row["InvoiceDate"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+            ts = datetime.strptime(row["InvoiceDate"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
             events.append(
                 Event(
                     event_id=f"or-{lineno}",

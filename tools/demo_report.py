@@ -10,7 +10,7 @@ import argparse
 import collections
 import json
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from flink_jobs.cassandra_store import CassandraStore
 from flink_jobs.config import Config

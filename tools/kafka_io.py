@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import fastavro
 from confluent_kafka import Consumer, KafkaError, Producer
@@ -48,7 +49,7 @@ def create_topics(cfg: Config, timeout_s: float = 30.0) -> list[str]:
     ]
     if not wanted:
         return []
-    for topic, fut in client.create_topics(wanted, operation_timeout=timeout_s).items():
+    for fut in client.create_topics(wanted, operation_timeout=timeout_s).values():
         try:
             fut.result()
         except Exception as exc:  # already exists after a race is fine

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from flink_jobs.cassandra_store import create_schema
 from flink_jobs.config import parse

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from flink_jobs.cassandra_store import CassandraStore
 from flink_jobs.config import Config

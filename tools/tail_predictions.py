@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from flink_jobs.config import Config
 from tools.kafka_io import AvroCodec, read_topic

@@ -5,8 +5,8 @@ data, and its own job, cancelled afterwards."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -58,7 +58,7 @@ def test_stream_scores_equal_offline_replay(isolated_cfg, outcome):
     rows = list(offline_replay(events))
     x = np.asarray([feature_vector(*r) for r in rows], dtype=np.float32)
     offline = OnnxScorer(str(isolated_cfg.model_file), provider="cpu").score(x)
-    diffs = [abs(stream[r[2].event_id] - s) for r, s in zip(rows, offline)]
+    diffs = [abs(stream[r[2].event_id] - s) for r, s in zip(rows, offline, strict=True)]
     assert max(diffs) <= 1e-6
 
 

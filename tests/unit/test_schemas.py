@@ -51,7 +51,7 @@ def test_prediction_row_is_in_avro_order():
 
     ev = Event("e1", "u1", "cart", "i", "c", None, None, 1_000, None, None)
     row = prediction_row(ev, 0.25, "m1", 2_000)
-    assert dict(zip(schemas.field_names(schemas.PREDICTION), row)) == {
+    assert dict(zip(schemas.field_names(schemas.PREDICTION), row, strict=True)) == {
         "user_id": "u1", "event_id": "e1", "event_type": "cart", "event_time": 1_000,
         "score": 0.25, "model_version": "m1", "scored_at": 2_000,
     }
