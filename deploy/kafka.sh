@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Single-node Kafka (KRaft: broker + controller in one JVM) for the local stack, run from the
+# Maven Central jars of deploy/maven/kafka/pom.xml.
+#
+#   deploy/kafka.sh fetch      copy the jars into $PE_RUN_PATH/lib/kafka (once per pom version)
+#   deploy/kafka.sh start      fetch if needed, format storage on first start, start, wait until a
+#                              metadata request succeeds (60 s); no-op when already running
+#   deploy/kafka.sh stop       SIGTERM (controlled shutdown), SIGKILL after 60 s; fine if stopped
+#   deploy/kafka.sh status     "running ..." (exit 0) or "stopped" (exit 1)
+#   deploy/kafka.sh logs [-f|N]  last N (200) lines of the broker log, or follow it
+#
+# Listener host:port = first entry of PE_KAFKA_BOOTSTRAP, controller port = PE_KAFKA_CONTROLLER_PORT,
+# everything else under $PE_RUN_PATH/kafka (config/, data/, logs/kafka.log, kafka.pid, cluster.id).
+# Values come from `python3 -m flink_jobs.config --shell`; override with PE_* environment variables.
+# KAFKA_EXTRA_JVM_OPTS: extra JVM options appended at start (e.g. -XX:NativeMemoryTracking=summary).
+set -euo pipefail
+
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=deploy/lib.sh
+source "$DEPLOY_DIR/lib.sh"
+LOG_TAG=kafka
+pe_config
+
+POM="$DEPLOY_DIR/maven/kafka/pom.xml"
+TEMPLATE="$DEPLOY_DIR/conf/kafka/server.properties.template"
+LOG4J2_CONF="$DEPLOY_DIR/conf/kafka/log4j2.properties"
+LIB="$PE_RUN_PATH/lib/kafka"
+DIR="$PE_RUN_PATH/kafka"
+CONF="$DIR/config/server.properties"
+DATA="$DIR/data"
+PIDFILE="$DIR/kafka.pid"
+LOGFILE="$DIR/logs/kafka.log"
+HOST="$(host_of "$PE_KAFKA_BOOTSTRAP")"
+PORT="$(port_of "$PE_KAFKA_BOOTSTRAP")"
+CONTROLLER_PORT="$PE_KAFKA_CONTROLLER_PORT"
+START_TIMEOUT_S=60
+STOP_TIMEOUT_S=60
+HEAP=512m
+
+fetch() {
+    mvn_fetch "$POM" "$LIB" kafka
+}
+
+jvm_opts() {
+    printf '%s\n' \
+        "-Xms$HEAP" "-Xmx$HEAP" \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 \
+        -Djava.awt.headless=true \
+        "-XX:ErrorFile=$DIR/logs/hs_err_pid%p.log" \
+        "-Djava.io.tmpdir=$DIR/tmp" \
+        "-Dkafka.logs.dir=$DIR/logs" \
+        "-Dlog4j2.configurationFile=$LOG4J2_CONF" \
+        -Dlog4j2.shutdownHookEnabled=false
+}
+
+render_config() {
+    mkdir -p "$DIR/config" "$DIR/logs" "$DIR/tmp" "$DATA"
+    render_template "$TEMPLATE" "$CONF" \
+        "HOST=$HOST" "BROKER_PORT=$PORT" "CONTROLLER_PORT=$CONTROLLER_PORT" "LOG_DIRS=$DATA"
+}
+
+# Format the KRaft storage once, with a random cluster id kept in $DIR/cluster.id.
+format_storage() {
+    local cluster_id java opts
+    [[ -f "$DATA/meta.properties" ]] && return 0
+    if [[ ! -s "$DIR/cluster.id" ]]; then
+        # Kafka's Uuid text form: URL-safe base64 of 16 random bytes, no padding, not starting with '-'.
+        python3 -c 'import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break' >"$DIR/cluster.id"
+    fi
+    cluster_id="$(<"$DIR/cluster.id")"
+    java="$(java_bin)"
+    mapfile -t opts < <(jvm_opts)
+    log "formatting KRaft storage in $DATA (cluster id $cluster_id)"
+    if ! "$java" "${opts[@]}" -cp "$LIB/*" kafka.tools.StorageTool \
+        format -t "$cluster_id" -c "$CONF" >>"$LOGFILE" 2>&1; then
+        log_tail "$LOGFILE" 40
+        die "formatting the Kafka storage failed"
+    fi
+}
+
+# A metadata request through the project's Python client (the real health check); without the
+# virtual environment, fall back to the broker's own "started" log line.
+metadata_ok() {
+    if [[ -x "$PE_VENV_PYTHON" ]] && "$PE_VENV_PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
+        "$PE_VENV_PYTHON" - "$HOST:$PORT" <<'PY' 2>/dev/null
+import sys
+from confluent_kafka.admin import AdminClient
+
+admin = AdminClient({"bootstrap.servers": sys.argv[1], "socket.timeout.ms": 3000})
+md = admin.list_topics(timeout=5)
+sys.exit(0 if md.brokers and md.controller_id >= 0 else 1)
+PY
+    else
+        grep -q 'Kafka Server started' "$LOGFILE" 2>/dev/null
+    fi
+}
+
+healthy() {
+    port_open "$HOST" "$PORT" && metadata_ok
+}
+
+# Wait (up to the rest of START_TIMEOUT_S since $1) for the port, then for a metadata answer.
+wait_healthy() {
+    local t0="$1" left
+    left=$((START_TIMEOUT_S - (SECONDS - t0)))
+    wait_for_port "$HOST" "$PORT" "$((left > 1 ? left : 1))" kafka "$LOGFILE" "$PIDFILE" || return 1
+    until metadata_ok; do
+        if ! pid_alive "$PIDFILE"; then
+            log "ERROR: kafka exited during startup"
+            log_tail "$LOGFILE" 40
+            return 1
+        fi
+        if ((SECONDS - t0 >= START_TIMEOUT_S)); then
+            log "ERROR: kafka listens on $HOST:$PORT but answered no metadata request within ${START_TIMEOUT_S}s"
+            log_tail "$LOGFILE" 40
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+start() {
+    local t0=$SECONDS java opts extra pid p
+    if pid="$(pid_of "$PIDFILE")"; then
+        if healthy; then
+            log "already running (pid $pid) on $HOST:$PORT"
+            return 0
+        fi
+        log "process $pid exists but is not healthy yet; waiting"
+        wait_healthy "$t0" || die "kafka (pid $pid) is not healthy; see $LOGFILE"
+        log "running (pid $pid) on $HOST:$PORT"
+        return 0
+    fi
+    for p in "$PORT" "$CONTROLLER_PORT"; do
+        if port_open "$HOST" "$p"; then
+            die "$HOST:$p is already in use by a process this script did not start (no live $PIDFILE)"
+        fi
+    done
+    fetch
+    render_config
+    rotate_log "$LOGFILE"
+    format_storage
+    java="$(java_bin)"
+    mapfile -t opts < <(jvm_opts)
+    read -ra extra <<<"${KAFKA_EXTRA_JVM_OPTS:-}"
+    opts+=("${extra[@]}")
+    log "starting kafka on $HOST:$PORT (controller $CONTROLLER_PORT), data in $DATA"
+    launch_bg "$PIDFILE" "$LOGFILE" "$DIR" "$java" "${opts[@]}" -cp "$LIB/*" kafka.Kafka "$CONF"
+    if ! wait_healthy "$t0"; then
+        stop_pidfile "$PIDFILE" kafka "$STOP_TIMEOUT_S" || true
+        die "kafka did not become healthy; log: $LOGFILE"
+    fi
+    pid="$(<"$PIDFILE")"
+    log "kafka is up (pid $pid) on $HOST:$PORT after $((SECONDS - t0)) s"
+}
+
+status() {
+    local pid
+    if pid="$(pid_of "$PIDFILE")"; then
+        if port_open "$HOST" "$PORT"; then
+            echo "kafka: running (pid $pid, $HOST:$PORT, rss $(rss_mib "$pid") MiB)"
+            return 0
+        fi
+        echo "kafka: process $pid alive but $HOST:$PORT not listening (starting or failing)"
+        return 1
+    fi
+    echo "kafka: stopped"
+    return 1
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+    fetch) fetch ;;
+    start) start ;;
+    stop) stop_pidfile "$PIDFILE" kafka "$STOP_TIMEOUT_S" ;;
+    status) status ;;
+    logs) show_logs "$LOGFILE" "$@" ;;
+    *) usage ;;
+esac
