@@ -14,7 +14,10 @@ pe_config
 FLINK_HOME="$("$PE_VENV_PYTHON" -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')"
 FLINK_CONF_DIR="$PE_RUN_PATH/flink/conf"
 FLINK_LOG_DIR="$PE_RUN_PATH/flink/log"
-export FLINK_HOME FLINK_CONF_DIR FLINK_LOG_DIR PE_PYTHON="$PE_VENV_PYTHON"
+# lib/ of the wheel plus flink-python from opt/: thread mode's native CPython bridge (pemja) must be
+# loaded once by the parent classloader, or every job after the first fails to load it on Java 17.
+FLINK_LIB_DIR="$PE_RUN_PATH/flink/lib"
+export FLINK_HOME FLINK_CONF_DIR FLINK_LOG_DIR FLINK_LIB_DIR PE_PYTHON="$PE_VENV_PYTHON"
 
 # 0 when the REST API answers and at least one TaskManager with free or used slots is registered.
 healthy() {
@@ -33,6 +36,8 @@ render() {
     mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$PE_RUN_PATH/flink/tmp" "$PE_RUN_PATH/flink/upload" \
         "$PE_RUN_PATH/flink/checkpoints" "$PE_RUN_PATH/flink/savepoints"
     cp "$FLINK_HOME"/conf/log4j*.properties "$FLINK_CONF_DIR/"
+    rm -rf "$FLINK_LIB_DIR" && mkdir -p "$FLINK_LIB_DIR"
+    ln -s "$FLINK_HOME"/lib/*.jar "$FLINK_HOME"/opt/flink-python-*.jar "$FLINK_LIB_DIR/"
     "$PE_VENV_PYTHON" "$PE_ROOT/deploy/render.py" "$PE_ROOT/deploy/conf/flink/config.yaml.template" \
         "$FLINK_CONF_DIR/config.yaml"
     printf '%s:%s\n' "$PE_FLINK_REST_HOST" "$PE_FLINK_REST_PORT" >"$FLINK_CONF_DIR/masters"
@@ -48,7 +53,10 @@ start() {
     log "starting JobManager + TaskManager (FLINK_HOME=$FLINK_HOME)"
     # start-cluster.sh would ssh to the workers; start both daemons directly instead.
     "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
-    "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+    # Thread mode embeds CPython (pemja) in the TaskManager JVM. It starts from the base interpreter
+    # that the venv was made from, so the venv's packages must be put on its path explicitly.
+    PYTHONPATH="$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+        "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
     local deadline=$((SECONDS + 120))
     until healthy; do
         if ((SECONDS > deadline)); then

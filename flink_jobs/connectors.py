@@ -10,8 +10,6 @@ from pyflink.common.serialization import SerializationSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
-    KafkaOffsetResetStrategy,
-    KafkaOffsetsInitializer,
     KafkaRecordSerializationSchema,
     KafkaSink,
     KafkaSource,
@@ -51,9 +49,15 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
         .set_bootstrap_servers(cfg.kafka_bootstrap)
         .set_topics(cfg.topic_events)
         .set_group_id(cfg.consumer_group)
-        # First start: from the beginning; restarts resume from the checkpointed offsets.
-        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
         .set_property("partition.discovery.interval.ms", "60000")
+    )
+    # First start: from the beginning; restarts resume from the checkpointed offsets. Built in Java:
+    # pyflink's wrapper names the shaded Kafka classes of the SQL connector jar, we ship the plain one.
+    jvm = get_gateway().jvm
+    builder._j_builder.setStartingOffsets(
+        jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer.committedOffsets(
+            jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
+        )
     )
     builder._j_builder.setDeserializer(glue.EventDeserializer(event_avsc))
     watermarks = WatermarkStrategy(

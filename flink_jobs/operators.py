@@ -22,6 +22,18 @@ from udfs.profile import Event, apply_event, decode_profile, encode_profile
 log = logging.getLogger(__name__)
 
 PROFILE_STATE = "profile-v1"  # the state name carries the layout version it was designed for
+
+
+# The state holds the versioned Avro bytes of udfs.profile as a latin-1 string: an exact 1:1 map of
+# bytes 0..255. PyFlink's thread mode converts byte[] to a tuple of ints element by element and cannot
+# read an empty byte[] state at all (None -> TypeError), while a string crosses as one object.
+def _to_state(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+def _from_state(text: str) -> bytes:
+    return text.encode("latin-1")
+
 PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
 
 
@@ -52,7 +64,7 @@ class ProfileFunction(KeyedProcessFunction):
         from udfs.scorer import OnnxScorer  # onnxruntime loads in the TaskManager only
 
         self.state = runtime_context.get_state(
-            ValueStateDescriptor(PROFILE_STATE, Types.PRIMITIVE_ARRAY(Types.BYTE()))
+            ValueStateDescriptor(PROFILE_STATE, Types.STRING())
         )
         self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
         self.model_version = self.scorer.model_version
@@ -64,11 +76,11 @@ class ProfileFunction(KeyedProcessFunction):
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         ev = Event(*value)
         raw = self.state.value()
-        before = decode_profile(bytes(raw)) if raw is not None else None
+        before = decode_profile(_from_state(raw)) if raw is not None else None
         after = apply_event(before, ev)
         vector = feats.feature_vector(before, after, ev)
         score = float(self.scorer.score(np.asarray([vector], dtype=np.float32))[0])
-        encoded = encode_profile(after)
+        encoded = _to_state(encode_profile(after))
         self.state.update(encoded)
         self.events_in.inc()
         values = prediction_row(ev, score, self.model_version, int(time.time() * 1000))
@@ -94,7 +106,7 @@ class CassandraWriter(MapFunction):
     def map(self, value: Row) -> Row:
         n = len(PREDICTION_FIELDS)
         prediction: dict[str, Any] = dict(zip(PREDICTION_FIELDS, value[:n], strict=True))
-        profile = decode_profile(bytes(value[n])).as_dict()
+        profile = decode_profile(_from_state(value[n])).as_dict()
         self.store.write(profile, prediction, list(value[n + 1]))
         self.written.inc()
         return Row(*value[:n])

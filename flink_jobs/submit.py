@@ -102,8 +102,8 @@ def wait_tasks_running(cfg: Config, job_id: str, timeout_s: float = 120.0) -> No
 
 def exceptions(cfg: Config, job_id: str) -> str:
     try:
-        ex = rest(cfg, f"/jobs/{job_id}/exceptions")
-        return (ex.get("root-exception") or "")[:3000]
+        entries = rest(cfg, f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+        return entries[0]["stacktrace"][:3000] if entries else "(no exception)"
     except Exception as exc:  # the report is best effort
         return f"(no exception report: {exc})"
 

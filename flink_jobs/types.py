@@ -35,7 +35,7 @@ def prediction_type() -> TypeInformation:
 
 # Profile operator output: the prediction, then what the Cassandra writer stores with it.
 SCORED_EXTRA = [
-    ("profile_state", Types.PRIMITIVE_ARRAY(Types.BYTE())),
+    ("profile_state", Types.STRING()),  # latin-1 text of the versioned state bytes (see operators)
     ("features", Types.PRIMITIVE_ARRAY(Types.DOUBLE())),
 ]
 
