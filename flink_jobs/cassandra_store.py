@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
 from cassandra.query import PreparedStatement
 
@@ -29,10 +29,11 @@ PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
 
 
 def connect(cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0) -> tuple[Cluster, Session]:
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout_s)
     cluster = Cluster(
         contact_points=cfg.cassandra_contact_points,
         port=cfg.cassandra_port,
-        load_balancing_policy=RoundRobinPolicy(),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=timeout_s,
     )

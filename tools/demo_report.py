@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from flink_jobs.cassandra_store import CassandraStore
 from flink_jobs.config import Config
 from tools import replay
-from tools.kafka_io import AvroCodec, collect, end_offsets
+from tools.kafka_io import AvroCodec, collect, end_offsets, json_default
 from udfs import schemas
 
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(preds)} predictions for {len(events)} events, {elapsed:.1f} s after the replay began "
           f"({len(preds) / elapsed:.0f} events/s end to end)")
     for p in preds[:5]:
-        print("  " + json.dumps(p))
+        print("  " + json.dumps(p, default=json_default))
     if preds:
         user = collections.Counter(p["user_id"] for p in preds).most_common(1)[0][0]
         store = CassandraStore(cfg)

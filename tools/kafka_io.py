@@ -152,3 +152,15 @@ def collect(
                 out.append(msg)
     finally:
         c.close()
+
+
+def json_default(value: Any) -> Any:
+    """JSON for what Avro decodes to: timestamps (logical types) as ISO-8601, bytes as base64."""
+    import base64
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -9,18 +9,13 @@ Reads with isolation.level=read_committed, so only predictions of committed Flin
 from __future__ import annotations
 
 import argparse
-import base64
 import json
+import sys
 from collections.abc import Sequence
-from typing import Any
 
 from flink_jobs.config import Config
-from tools.kafka_io import AvroCodec, read_topic
+from tools.kafka_io import AvroCodec, json_default, read_topic
 from udfs import schemas
-
-
-def _jsonable(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in rec.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,8 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle = 1e9 if args.follow else args.idle
     n = 0
     for msg in read_topic(cfg, topic, idle_timeout_s=idle, max_records=args.max):
-        print(json.dumps(_jsonable(codec.decode(msg.value())), sort_keys=False), flush=True)
+        print(json.dumps(codec.decode(msg.value()), default=json_default), flush=True)
         n += 1
+    if not n:
+        print(f"no records in {topic}", file=sys.stderr)
     return 0 if n else 1
 
 

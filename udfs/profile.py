@@ -8,8 +8,9 @@ Style: a step is a plain function ``apply_event(state, event) -> state`` (Bytewa
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import fastavro
 

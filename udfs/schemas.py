@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,13 @@ DEAD_LETTER = "dead_letter.avsc"
 PROFILE_STATE = "profile_state.avsc"
 
 
-@lru_cache(maxsize=None)
+@cache
 def avro_text(name: str) -> str:
     """The schema file's exact text (handed to the JVM glue as is)."""
     return (SCHEMA_DIR / name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def avro(name: str) -> dict[str, Any]:
     return json.loads(avro_text(name))
 
@@ -59,7 +59,7 @@ def state_version() -> int:
     return int(avro(PROFILE_STATE)["x-state-version"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def features_doc() -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / "features.json").read_text(encoding="utf-8"))
 
