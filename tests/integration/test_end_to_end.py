@@ -96,3 +96,11 @@ def test_latest_profile_of_every_user_is_in_cassandra(isolated_cfg, outcome):
         assert latest["event_time"] == max(e.event_time for e in events if e.user_id == events[-1].user_id)
     finally:
         store.close()
+
+
+def test_job_never_restarted_because_of_input(isolated_cfg, running_job, outcome):
+    from flink_jobs import submit
+
+    history = submit.rest(isolated_cfg, f"/jobs/{running_job}/exceptions")["exceptionHistory"]["entries"]
+    assert history == [], history[0]["stacktrace"][:2000] if history else ""
+    assert submit.job_state(isolated_cfg, running_job) == "RUNNING"
