@@ -1,12 +1,14 @@
-"""Inference throughput of udfs.scorer.OnnxScorer on the exported propensity model.
+"""Inference throughput of udfs.scorer.OnnxScorer on the exported propensity model and of
+udfs.segmenter.OnnxSegmenter on the segment model next to it.
 
     python -m bench.bench_scorer [--seconds 1.5] [--threads 1] [--out bench/results/scorer.json]
-                                 [--model FILE] [config flags]
+                                 [--model FILE] [--segments FILE] [config flags]
 
-Scores real feature rows (the Taobao head file replayed through the job's feature code) at batch sizes
-1, 64, 1024 and 8192, for about ``--seconds`` each, on CPU -- and on CUDA too when
-``OnnxScorer(provider='auto')`` picks it. Prints rows/s and per-call latency percentiles and writes
-them as JSON. Trains the model first if ``cfg.model_file`` is missing (``model_export.train``).
+Scores / assigns real feature rows (the Taobao head file replayed through the job's feature code) at
+batch sizes 1, 64, 1024 and 8192, for about ``--seconds`` each, on CPU -- and on CUDA too when
+``provider='auto'`` picks it. Prints rows/s and per-call latency percentiles and writes them as JSON.
+Trains both models first if ``cfg.model_file`` or the segments next to it are missing
+(``model_export.train``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -29,9 +31,10 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from flink_jobs.config import ROOT, Config  # noqa: E402
-from model_export.train import HOUR_MS, build_dataset, ensure_model, load_events  # noqa: E402
+from model_export.train import HOUR_MS, build_dataset, ensure_model, load_events, segments_path  # noqa: E402
 from tools.datasets import TAOBAO_HEAD  # noqa: E402
-from udfs.scorer import OnnxScorer  # noqa: E402
+from udfs.scorer import OnnxModel, OnnxScorer  # noqa: E402
+from udfs.segmenter import OnnxSegmenter  # noqa: E402
 
 BATCH_SIZES = (1, 64, 1024, 8192)
 MIN_ROWS = 16_384
@@ -45,19 +48,20 @@ def feature_rows(cfg: Config, n_events: int = 20_000) -> np.ndarray:
     return np.ascontiguousarray(np.tile(X, (reps, 1)), dtype=np.float32)
 
 
-def measure(scorer: OnnxScorer, X: np.ndarray, batch: int, seconds: float) -> dict[str, float]:
-    """Rows/s and per-call latency for one batch size. Batches are slices of real rows that move on
-    every call (a fixed row would let the CPU caches flatter the tree model)."""
+def measure(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, batch: int, seconds: float) -> dict[str, float]:
+    """Rows/s and per-call latency of ``fn`` (``scorer.score`` / ``segmenter.assign``) for one batch size.
+    Batches are slices of real rows that move on every call (a fixed row would let the CPU caches
+    flatter the tree model)."""
     n = len(X) - batch
     for i in range(3):  # warm-up: first runs allocate
-        scorer.score(X[i: i + batch])
+        fn(X[i: i + batch])
     lat: list[float] = []
     i = 0
     start = time.perf_counter()
     while True:
         off = (i * batch) % max(n, 1)
         t0 = time.perf_counter()
-        scorer.score(X[off: off + batch])
+        fn(X[off: off + batch])
         t1 = time.perf_counter()
         lat.append(t1 - t0)
         i += 1
@@ -82,30 +86,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scorer.json")
     parser.add_argument("--model", type=Path, default=None,
                         help="ONNX model to bench (default: the config's model file, trained if missing)")
+    parser.add_argument("--segments", type=Path, default=None,
+                        help="segment model to bench (default: segments.onnx next to the model; skipped if absent)")
     Config.add_arguments(parser)
     args = parser.parse_args(argv)
     cfg = Config.from_args(args)
 
     model = args.model if args.model is not None else ensure_model(cfg)
+    seg_path = args.segments if args.segments is not None else segments_path(model)
     X = feature_rows(cfg)
-    providers = ["cpu"]
-    auto = OnnxScorer(model, provider="auto", intra_op_num_threads=args.threads)
-    if auto.provider == "CUDAExecutionProvider":
-        providers.append("auto")
+    kinds: list[tuple[str, type[OnnxModel], Path]] = [("propensity", OnnxScorer, model)]
+    if seg_path.is_file():
+        kinds.append(("segments", OnnxSegmenter, seg_path))
+    else:
+        print(f"no segment model at {seg_path}: segments not benched", flush=True)
     results: list[dict[str, Any]] = []
-    for prov in providers:
-        scorer = (auto if prov == "auto"
-                  else OnnxScorer(model, provider=prov, intra_op_num_threads=args.threads))
-        for batch in BATCH_SIZES:
-            r = {"provider": scorer.provider, **measure(scorer, X, batch, args.seconds)}
-            results.append(r)
-            print(f"{scorer.provider:24} batch {batch:5d}: {r['rows_per_s']:>14,.0f} rows/s   "
-                  f"call p50 {r['call_p50_us']:9.1f} us  p99 {r['call_p99_us']:9.1f} us", flush=True)
+    described: dict[str, dict[str, Any]] = {}
+    for kind, cls, path in kinds:
+        auto = cls(path, provider="auto", intra_op_num_threads=args.threads)
+        described[kind] = auto.describe() | {"type": auto.metadata.get("model_type")}
+        providers = ["cpu"] + (["auto"] if auto.provider == "CUDAExecutionProvider" else [])
+        for prov in providers:
+            m = auto if prov == "auto" else cls(path, provider=prov, intra_op_num_threads=args.threads)
+            fn = m.score if isinstance(m, OnnxScorer) else m.assign  # type: ignore[attr-defined]
+            for batch in BATCH_SIZES:
+                r = {"model": kind, "provider": m.provider, **measure(fn, X, batch, args.seconds)}
+                results.append(r)
+                print(f"{kind:10} {m.provider:24} batch {batch:5d}: {r['rows_per_s']:>14,.0f} rows/s   "
+                      f"call p50 {r['call_p50_us']:9.1f} us  p99 {r['call_p99_us']:9.1f} us", flush=True)
 
     doc = {
         "bench": "scorer",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": auto.describe() | {"type": auto.metadata.get("model_type")},
+        "model": described["propensity"],
+        "segments": described.get("segments"),
         "threads": args.threads,
         "seconds_per_measurement": args.seconds,
         "input": f"{len(X)} real feature rows (Taobao head file, replayed)",

@@ -1,8 +1,11 @@
-"""Train, evaluate and export the purchase-propensity model.
+"""Train, evaluate and export the purchase-propensity model and the user-segment model.
 
     python -m model_export.train [--out artifacts/propensity.onnx] [--horizon-hours 24] [--if-missing]
                                  [--data CSV] [--limit N] [--train-days 6] [--holdout-frac 0.2]
-                                 [--hgb-max-iter 100] [--bootstrap 200] [--seed 0] [config flags]
+                                 [--hgb-max-iter 100] [--bootstrap 200] [--seed 0] [--segments-k 6]
+                                 [--online-retail | --no-online-retail] [--online-retail-data CSV.GZ]
+                                 [--online-retail-horizons-days 1,30] [--online-retail-cutoff 2011-09-01]
+                                 [--online-retail-limit N] [config flags]
 
 Stages (each prints its wall time):
 1. load: the Taobao head file, events before 2017-11-25 00:00 Beijing time (known outliers) dropped,
@@ -17,8 +20,14 @@ Stages (each prints its wall time):
    95% CIs from a bootstrap over users; ONNX latency of the learned models. Pick by validation PR-AUC.
 6. export: skl2onnx (ZipMap off, float32 input ``features``) + metadata; parity with sklearn <= 1e-5.
 7. report: MODEL_CARD.md, metrics.json and plots next to the model.
+8. segments: k-means (log1p of skewed columns, standardised, in one pipeline) on the training rows,
+   exported as ``segments.onnx`` next to the model with a description per segment; the sklearn and
+   onnxruntime segments must agree on every validation row.
+9. second shop (``--online-retail``, on by default, ~20 s): the same replay / split / models / CIs on UCI
+   Online Retail, one row per invoice, at 1 and 30 days; evaluation only, reported in the card.
 
-``ensure_model(cfg)`` trains only when the model is missing (or was trained on other features).
+``ensure_model(cfg)`` trains only when either model is missing (or was trained on other features);
+``--if-missing`` does the same from the command line. Both models are always rebuilt together.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ from __future__ import annotations
 import argparse
 import bisect
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections import defaultdict
@@ -44,8 +55,10 @@ import onnx
 import onnxruntime as ort
 import skl2onnx
 import sklearn
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx import convert_sklearn, update_registered_converter
+from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.cluster import KMeans
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -59,7 +72,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from flink_jobs.config import Config
-from tools.datasets import TAOBAO_HEAD, read_taobao
+from tools.datasets import TAOBAO_HEAD, read_online_retail, read_taobao
 from udfs.features import FEATURE_NAMES, FEATURES_VERSION, feature_vector
 from udfs.profile import Event, replay
 
@@ -154,37 +167,87 @@ class Dataset:
         return len(self.y)
 
 
-def build_dataset(events: Iterable[Event], horizon_ms: int, end_ms: Optional[int] = None) -> Dataset:
+ROW_CHOICES = ("event", "session_end")
+
+
+def session_ends(events: Sequence[Event]) -> np.ndarray:
+    """Per event: True if it is the last event of its user's run of events with one ``session_id`` (the
+    complete basket of an invoice, say). Events without a session_id are runs of one."""
+    keep = np.ones(len(events), dtype=bool)
+    later: dict[str, Optional[str]] = {}  # user -> session_id of that user's next event
+    for i in range(len(events) - 1, -1, -1):
+        e = events[i]
+        if e.user_id in later and e.session_id is not None and later[e.user_id] == e.session_id:
+            keep[i] = False
+        later[e.user_id] = e.session_id
+    return keep
+
+
+def build_dataset(
+    events: Iterable[Event], horizon_ms: int, end_ms: Optional[int] = None, rows: str = "event"
+) -> Dataset:
     """Replay ``events`` (stable-sorted by time) through the job's profile and feature code and label
-    each event. Every event updates the profile; only uncensored ones become rows."""
+    each event. Every event updates the profile; only uncensored ones become rows. ``rows='session_end'``
+    keeps one row per session run (``session_ends``): the profile after a whole invoice, for shops
+    whose events are invoice lines sharing one timestamp."""
+    if rows not in ROW_CHOICES:
+        raise ValueError(f"rows must be one of {ROW_CHOICES}, got {rows!r}")
     ordered = sorted(events, key=lambda e: e.event_time)
     if not ordered:
         raise ValueError("no events")
     end = ordered[-1].event_time if end_ms is None else end_ms
     labels = label_events(ordered, horizon_ms, end)
-    rows: list[list[float]] = []
+    wanted = session_ends(ordered) if rows == "session_end" else np.ones(len(ordered), dtype=bool)
+    # The replay skips duplicate (and late) events, so rows are matched to events by id, not by zip; a
+    # duplicate id keeps its first occurrence's label, as the replay keeps the first occurrence.
+    label_of: dict[str, Optional[int]] = {}
+    for e, lab, w in zip(ordered, labels, wanted, strict=True):
+        label_of.setdefault(e.event_id, lab if w else None)
+    out: list[list[float]] = []
     ys: list[int] = []
     ts: list[int] = []
     users: list[str] = []
     ids: list[str] = []
-    for (before, after, ev), label in zip(replay(ordered), labels, strict=True):
+    for before, after, ev in replay(ordered):
+        label = label_of.pop(ev.event_id, None)
         if label is None:
             continue
-        rows.append(feature_vector(before, after, ev))
+        out.append(feature_vector(before, after, ev))  # now: ``after`` is the live state
         ys.append(label)
         ts.append(ev.event_time)
         users.append(ev.user_id)
         ids.append(ev.event_id)
     n_feat = len(FEATURE_NAMES)
     return Dataset(
-        X=np.asarray(rows, dtype=np.float32).reshape(-1, n_feat),
+        X=np.asarray(out, dtype=np.float32).reshape(-1, n_feat),
         y=np.asarray(ys, dtype=np.int8),
         t=np.asarray(ts, dtype=np.int64),
         users=np.asarray(users, dtype=object),
         event_ids=ids,
         n_events=len(ordered),
-        n_censored=len(ordered) - len(ys),
+        n_censored=int(sum(1 for lab, w in zip(labels, wanted, strict=True) if w and lab is None)),
         end_ms=end,
+    )
+
+
+def relabel(ds: Dataset, events: Sequence[Event], horizon_ms: int) -> Dataset:
+    """The rows of ``ds`` labelled for another horizon (no second replay: features do not depend on the
+    horizon). Rows censored under the new horizon are dropped, so build ``ds`` with the shortest one."""
+    ordered = sorted(events, key=lambda e: e.event_time)
+    label_of: dict[str, Optional[int]] = {}
+    for e, lab in zip(ordered, label_events(ordered, horizon_ms, ds.end_ms), strict=True):
+        label_of.setdefault(e.event_id, lab)
+    labels = [label_of.get(i) for i in ds.event_ids]
+    keep = np.fromiter((lab is not None for lab in labels), dtype=bool, count=len(labels))
+    idx = np.flatnonzero(keep)
+    return dataclasses.replace(
+        ds,
+        X=ds.X[idx],
+        y=np.asarray([labels[i] for i in idx], dtype=np.int8),
+        t=ds.t[idx],
+        users=ds.users[idx],
+        event_ids=[ds.event_ids[i] for i in idx],
+        n_censored=ds.n_censored + int((~keep).sum()),
     )
 
 
@@ -239,22 +302,26 @@ def split_rows(
 # --- 4. models -----------------------------------------------------------------------------------
 
 
-class RuleBaseline:
-    """Hand-written rule: bucket 2 = this event is an add-to-cart (``ev_cart``), 1 = the user carted
-    before (``n_cart > 0``), 0 = never carted. Probability = the bucket's purchase rate on the training
-    rows (Laplace-smoothed), so log loss and Brier compare fairly with the learned models."""
+def _index(names: Sequence[str], *candidates: str) -> Optional[int]:
+    """Column of the first candidate name present in ``names``; None if none is (features change)."""
+    for c in candidates:
+        if c in names:
+            return list(names).index(c)
+    return None
 
-    def __init__(self, feature_names: Sequence[str] = FEATURE_NAMES) -> None:
-        self._ev_cart = list(feature_names).index("ev_cart")
-        self._n_cart = list(feature_names).index("n_cart")
-        self.rates_ = np.full(3, np.nan)
+
+class _BucketRule:
+    """Probability = the bucket's purchase rate on the training rows (Laplace-smoothed), so log loss and
+    Brier compare fairly with the learned models."""
+
+    n_buckets = 1
 
     def buckets(self, X: np.ndarray) -> np.ndarray:
-        return np.where(X[:, self._ev_cart] > 0, 2, np.where(X[:, self._n_cart] > 0, 1, 0))
+        raise NotImplementedError
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> RuleBaseline:
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _BucketRule:
         b = self.buckets(X)
-        self.rates_ = np.array([(y[b == k].sum() + 1.0) / ((b == k).sum() + 2.0) for k in range(3)])
+        self.rates_ = np.array([(y[b == k].sum() + 1.0) / ((b == k).sum() + 2.0) for k in range(self.n_buckets)])
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -262,9 +329,56 @@ class RuleBaseline:
         return np.column_stack([1.0 - p, p])
 
 
-def make_models(params: TrainParams) -> dict[str, Any]:
+class RuleBaseline(_BucketRule):
+    """Hand-written rule: bucket 2 = this event is an add-to-cart (``ev_cart``), 1 = the user carted
+    before (``n_cart > 0``), 0 = never carted. A feature missing from the list counts as 0."""
+
+    n_buckets = 3
+    description = ("bucket 2 = this event is an add-to-cart, 1 = the user has carted before (`n_cart > 0`), "
+                   "0 = never carted")
+
+    def __init__(self, feature_names: Sequence[str] = FEATURE_NAMES) -> None:
+        self._ev_cart = _index(feature_names, "ev_cart")
+        self._n_cart = _index(feature_names, "n_cart")
+        self.rates_ = np.full(3, np.nan)
+
+    def _col(self, X: np.ndarray, i: Optional[int]) -> np.ndarray:
+        return X[:, i] if i is not None else np.zeros(len(X), dtype=X.dtype)
+
+    def buckets(self, X: np.ndarray) -> np.ndarray:
+        return np.where(self._col(X, self._ev_cart) > 0, 2, np.where(self._col(X, self._n_cart) > 0, 1, 0))
+
+
+class FrequencyRule(_BucketRule):
+    """For shops without carts (Online Retail): bucket = quartile of the user's lifetime purchase count
+    (``n_purchase``, else ``n_events``) on the training rows, i.e. "frequent buyers buy again"."""
+
+    n_buckets = 4
+    description = ("bucket = quartile (on training rows) of the lifetime purchase count `n_purchase` (purchase "
+                   "events, i.e. invoice lines in Online Retail): \"frequent buyers buy again\"")
+
+    def __init__(self, feature_names: Sequence[str] = FEATURE_NAMES) -> None:
+        self._col = _index(feature_names, "n_purchase", "n_events")
+        self.edges_ = np.zeros(0)
+        self.rates_ = np.full(4, np.nan)
+
+    def buckets(self, X: np.ndarray) -> np.ndarray:
+        if self._col is None:
+            return np.zeros(len(X), dtype=np.int64)
+        return np.searchsorted(self.edges_, X[:, self._col], side="right")
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FrequencyRule:
+        if self._col is not None:
+            self.edges_ = np.unique(np.quantile(X[:, self._col], [0.25, 0.5, 0.75]))
+        return super().fit(X, y)  # type: ignore[return-value]
+
+
+RULES: dict[str, type[_BucketRule]] = {"cart": RuleBaseline, "frequency": FrequencyRule}
+
+
+def make_models(params: TrainParams, rule: str = "cart") -> dict[str, Any]:
     return {
-        "rule": RuleBaseline(),
+        "rule": RULES[rule](),
         # Scaling matters: counts run to hundreds while the flags are 0/1.
         "logreg": Pipeline(
             [("scale", StandardScaler()), ("clf", LogisticRegression(C=params.logreg_c, max_iter=2000))]
@@ -281,10 +395,10 @@ def make_models(params: TrainParams) -> dict[str, Any]:
 
 
 def train_models(
-    X: np.ndarray, y: np.ndarray, params: TrainParams
+    X: np.ndarray, y: np.ndarray, params: TrainParams, rule: str = "cart"
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """(fitted models by name, fit seconds by name)."""
-    models = make_models(params)
+    models = make_models(params, rule)
     secs: dict[str, float] = {}
     for name, model in models.items():
         t0 = time.perf_counter()
@@ -600,15 +714,130 @@ def _fmt(entry: Mapping[str, Any]) -> str:
     return f"{entry['value']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{entry['value']:.3f}"
 
 
-def _table(ev: Mapping[str, Any], latency: Mapping[str, Mapping[str, float]], chosen: str) -> list[str]:
-    head = "| model | " + " | ".join(METRICS) + " | batch-1 µs | rows/s @1024 |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
+def _table(ev: Mapping[str, Any], latency: Optional[Mapping[str, Mapping[str, float]]], chosen: str,
+           mark: str = "chosen") -> list[str]:
+    """One row per model: metrics with CIs, plus serving latency columns unless ``latency`` is None."""
+    head = "| model | " + " | ".join(METRICS) + (" | batch-1 µs | rows/s @1024 |" if latency is not None else " |")
+    lines = [head, "|" + "---|" * (len(METRICS) + (3 if latency is not None else 1))]
     for m, vals in ev["models"].items():
-        lat = latency.get(m)
-        lat_cols = (f"{lat['batch1_median_us']:.0f} | {lat['batch1024_rows_per_s']:,.0f}" if lat
-                    else "n/a (2 lookups) | n/a")
-        name = f"**{m}** (chosen)" if m == chosen else m
-        lines.append(f"| {name} | " + " | ".join(_fmt(vals[k]) for k in METRICS) + f" | {lat_cols} |")
+        name = f"**{m}** ({mark})" if m == chosen else m
+        row = f"| {name} | " + " | ".join(_fmt(vals[k]) for k in METRICS) + " |"
+        if latency is not None:
+            lat = latency.get(m)
+            row += (f" {lat['batch1_median_us']:.0f} | {lat['batch1024_rows_per_s']:,.0f} |" if lat
+                    else " n/a (2 lookups) | n/a |")
+        lines.append(row)
+    return lines
+
+
+def _pct(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _segment_lines(seg: Optional[Mapping[str, Any]], horizon_hours: float) -> list[str]:
+    if not seg:
+        return []
+    segs = seg["segments"]
+    lines = [
+        f"## Segments: {seg['model_version']}",
+        "",
+        f"`{seg['onnx_file']}`: k-means, k={seg['k']}, on the training rows' features after "
+        f"`log(max(x, 0) + 1)` of the {len(seg['log_features'])} skewed non-negative columns and "
+        "standardisation, all inside the ONNX graph (input: the same float32 `features` vector as the "
+        "propensity model; outputs `label` = segment id, `scores` = distances to the centres). "
+        f"{len(seg['features'])} of {len(FEATURE_NAMES)} features are used; left out as describing the event "
+        f"rather than the user: {', '.join(f'`{n}`' for n in FEATURE_NAMES if n not in seg['features']) or 'none'}. "
+        "Segment ids are ordered by training size. Descriptions are generated from the centres: the "
+        "purchase history when it is clear-cut, then the two features furthest from the training mean "
+        "(in standard deviations, at least 0.5).",
+        "",
+        f"Silhouette (sample of {min(seg['params']['silhouette_rows'], sum(s['train_rows'] for s in segs)):,} "
+        f"training rows): {seg['silhouette_sample']:.3f}; inertia per row {seg['inertia_per_row']:.2f}. "
+        f"ONNX vs scikit-learn segment on {seg['parity_rows']:,} validation rows: {seg['parity_mismatches']} "
+        "differ (must be 0).",
+        "",
+        f"| segment | description | training rows | share | validation rows | validation users* | "
+        f"purchase rate ({horizon_hours:g}h), training | purchase rate, validation |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {s['id']} | {s['name']} | {s['train_rows']:,} | {s['train_share']:.1%} | {s['val_rows']:,} | "
+          f"{s['val_users']:,} | {_pct(s['train_purchase_rate'])} | {_pct(s['val_purchase_rate'])} |"
+          for s in segs],
+        "",
+        "\\* a user counted once, in the segment of the user's latest validation row. Purchase rate = share "
+        "of rows whose user purchases within the horizon (the propensity label).",
+        "",
+        "<details><summary>Segment centres (feature units)</summary>",
+        "",
+        "| feature | " + " | ".join(str(s["id"]) for s in segs) + " |",
+        "|---|" + "---|" * len(segs),
+        *[f"| `{n}` | " + " | ".join(f"{s['centre'][n]:.3g}" for s in segs) + " |" for n in seg["features"]],
+        "",
+        "</details>",
+        "",
+    ]
+    return lines
+
+
+def _retail_lines(rr: Optional[Mapping[str, Any]]) -> list[str]:
+    if not rr:
+        return []
+    if "skipped" in rr:
+        return ["## Second shop: UCI Online Retail", "", f"Not evaluated in this run: {rr['skipped']}.", ""]
+    rp = rr["params"]
+    lines = [
+        "## Second shop: UCI Online Retail (evaluation only)",
+        "",
+        "The same pipeline -- replay through `udfs.profile.replay` + `udfs.features.feature_vector`, "
+        "purged time split, user holdout, rule / LR / HGB, user-bootstrap CIs -- on a different shop. "
+        "Models are fitted here on this shop's rows; nothing of this goes into the exported model.",
+        "",
+        f"- `{rr['file']}` (sha256 `{rr['sha256'][:16]}...`): UCI Online Retail (CC BY 4.0), a UK gift "
+        f"wholesaler; {rr['events']:,} purchase lines with a customer id"
+        + (f" (first {rp['limit']:,} lines only)" if rp.get("limit") else "")
+        + f", {rr['users']:,} customers, {rr['sessions']:,} invoices, {rr['first_event']} to {rr['end_time']}. "
+        "Cancellations and lines without a customer are left out (`tools.datasets.read_online_retail`).",
+        "- Only purchase events, with price and quantity: view/cart/fav features are 0 throughout.",
+        "- Rows: one per invoice -- its last line, i.e. the profile after the whole basket (all lines are "
+        "replayed; scoring every line would weight big baskets by their line count). Label: the customer "
+        "has another purchase strictly after the invoice time, within the horizon.",
+        f"- Split: training rows before {rr['cutoff']} whose label window closes before it; validation "
+        "rows from the cutoff to the last uncensored row; 20% of customers (by hash) held out of training.",
+        f"- `rule` here: {FrequencyRule.description} (the cart rule has nothing to work on without carts).",
+        "- Why two horizons: wholesale customers reorder every few weeks, so a 24 h label mostly marks "
+        "split or amended orders of the same day; 30 days is the horizon a retention team would use.",
+        "",
+    ]
+    for h in rr["horizons"]:
+        title = f"### Horizon {h['horizon_days']:g} day{'s' if h['horizon_days'] != 1 else ''}"
+        if "validation" not in h:
+            lines += [title, "", f"Not evaluated: {h.get('note')}.", ""]
+            continue
+        val, unseen = h["validation"], h["validation_unseen_users"]
+        lines += [
+            title,
+            "",
+            f"{h['rows']:,} labelled rows (invoices up to {h['label_window_end']}); train {h['train_rows']:,} "
+            f"({h['train_positive_rate']:.3f} positive), validation {val['rows']:,} "
+            f"({val['positive_rate']:.3f} positive, {val['users']:,} customers).",
+            "",
+            *_table(val, None, h["best"], mark="best learned"),
+            "",
+        ]
+        key = f"pr_auc_delta_vs_{h['best']}"
+        if key in val:
+            lines += [
+                f"Paired bootstrap CI of PR-AUC(model) - PR-AUC({h['best']}): "
+                + ", ".join(f"{m}: [{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in val[key].items() if m != h["best"]),
+                "",
+            ]
+        if "models" in unseen:
+            lines += [
+                f"Unseen (held-out) customers, {unseen['rows']:,} rows, ROC-AUC / PR-AUC: "
+                + "; ".join(f"{m} {_fmt(v['roc_auc'])} / {_fmt(v['pr_auc'])}" for m, v in unseen["models"].items())
+                + ".",
+                "",
+            ]
+    lines += [f"Load {rr['load_s']:.1f} s, replay {rr['replay_s']:.1f} s.", ""]
     return lines
 
 
@@ -664,8 +893,7 @@ def write_model_card(out_dir: Path, report: Mapping[str, Any], plots: Sequence[s
         "",
         "## Models compared",
         "",
-        "- `rule`: bucket 2 = this event is an add-to-cart, 1 = the user has carted before "
-        "(`n_cart > 0`), 0 = never carted; probability = the bucket's training purchase rate "
+        f"- `rule`: {RuleBaseline.description}; probability = the bucket's training purchase rate "
         "(Laplace-smoothed). Reference only, not exported.",
         f"- `logreg`: StandardScaler + LogisticRegression(C={p['logreg_c']}).",
         f"- `hgb`: HistGradientBoostingClassifier({p['hgb_max_iter']} iterations, learning rate 0.05, 15 "
@@ -698,9 +926,8 @@ def write_model_card(out_dir: Path, report: Mapping[str, Any], plots: Sequence[s
     if roc["ci95"] and roc["ci95"][0] < 0.65:
         lines += [
             f"**Weak signal.** The chosen model's validation ROC-AUC is {_fmt(roc)}: the profile features "
-            f"of version {FEATURES_VERSION} (lifetime counts, recency, event type, hour) separate buyers "
-            "from non-buyers only slightly at this horizon. Treat the scores as a ranking hint, not a "
-            "decision; windowed features (events/carts in the last hour/day) are the obvious next step.",
+            f"of version {FEATURES_VERSION} separate buyers from non-buyers only slightly at this horizon. "
+            "Treat the scores as a ranking hint, not a decision.",
             "",
         ]
     lines += [
@@ -714,16 +941,20 @@ def write_model_card(out_dir: Path, report: Mapping[str, Any], plots: Sequence[s
         "",
         *[f"![{Path(f).stem}]({f})" for f in plots],
         "",
+        *_segment_lines(report.get("segments"), p["horizon_hours"]),
+        *_retail_lines(report.get("online_retail")),
         "## Limits",
         "",
-        "- 815 users and 9 days: CIs are wide; the unseen-user estimate rests on the holdout users only.",
-        "- One shop, no prices, no item/category features; the time features use UTC hours.",
+        f"- {report['data']['users']} users and 9 days: CIs are wide; the unseen-user estimate rests on the "
+        "holdout users only.",
+        "- Trained on one shop without prices; the second shop above is evaluated, not trained into the "
+        "exported model. The time features use UTC hours.",
         "- The label is any purchase by the user, not of the item in the event.",
         "- The base rate drifts by day (table below), so scores are not calibrated probabilities for "
         "another period; recalibrate on recent data before reading them as such.",
         "- Everyone's history starts at the window start, so lifetime counts and time since first seen "
         "grow with the calendar: validation rows sit above the training range of those features "
-        "(trees cannot extrapolate; this is one reason the boosted trees trail the linear model).",
+        "(trees cannot extrapolate).",
         "",
         "| day (Beijing) | labelled rows | positive rate |",
         "|---|---|---|",
@@ -739,6 +970,427 @@ def write_model_card(out_dir: Path, report: Mapping[str, Any], plots: Sequence[s
     path = out_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+# --- 8. segments ---------------------------------------------------------------------------------
+
+SEGMENTS_FILE = "segments.onnx"
+SEGMENT_PARITY_ROWS = "all validation rows"
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Everything that changes the segment model (hashed into its model_version)."""
+
+    k: int = 6
+    # Event-context features (this event's type, hour, category) describe the event, not the user: left
+    # out, so a user's segment does not flip with every event. fnmatch patterns on feature names.
+    exclude: tuple[str, ...] = ("ev_*", "hour_of_day*", "*event_category*")
+    log: str = "auto"  # 'auto': log1p of non-negative columns with skewness > skew_threshold; 'none'
+    skew_threshold: float = 1.0
+    n_init: int = 10
+    silhouette_rows: int = 5000
+    seed: int = 0
+
+
+def segments_path(model_path: Path) -> Path:
+    """The segment model lives next to the propensity model."""
+    return Path(model_path).parent / SEGMENTS_FILE
+
+
+def segment_columns(names: Sequence[str], exclude: Sequence[str]) -> list[int]:
+    """Columns the segments are built on: every feature not matched by an ``exclude`` pattern (all of
+    them if the patterns would leave none)."""
+    cols = [i for i, n in enumerate(names) if not any(fnmatch.fnmatchcase(n, pat) for pat in exclude)]
+    return cols or list(range(len(names)))
+
+
+class SegmentPrep(BaseEstimator, TransformerMixin):
+    """Column selection + ``log(max(x, 0) + 1)`` of the skewed non-negative columns, in float64. A
+    registered skl2onnx converter (``_convert_segment_prep``) emits the same operations, so the whole
+    pipeline exports to one ONNX graph and the k-means distances are computed in float64 on both sides
+    (float32 distances flip near-tie labels between scikit-learn and onnxruntime)."""
+
+    def __init__(self, columns: Sequence[int] = (), log: str = "auto", skew_threshold: float = 1.0) -> None:
+        self.columns = columns
+        self.log = log
+        self.skew_threshold = skew_threshold
+
+    def fit(self, X: np.ndarray, y: Any = None) -> SegmentPrep:
+        X = np.asarray(X, dtype=np.float64)
+        self.n_features_in_ = X.shape[1]
+        self.columns_ = np.asarray(list(self.columns) or range(X.shape[1]), dtype=np.int64)
+        Z = X[:, self.columns_]
+        if self.log == "none":
+            self.log_mask_ = np.zeros(Z.shape[1], dtype=bool)
+        elif self.log == "auto":
+            mean, std = Z.mean(axis=0), Z.std(axis=0)
+            safe = np.where(std > 0, std, 1.0)
+            skew = np.where(std > 0, (((Z - mean) / safe) ** 3).mean(axis=0), 0.0)
+            self.log_mask_ = (Z.min(axis=0) >= 0) & (skew > self.skew_threshold)
+        else:
+            raise ValueError(f"log must be 'auto' or 'none', got {self.log!r}")
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        Z = np.asarray(X, dtype=np.float64)[:, self.columns_]
+        return np.where(self.log_mask_, np.log(np.maximum(Z, 0.0) + 1.0), Z)
+
+
+def _segment_prep_shape(operator: Any) -> None:
+    n = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = DoubleTensorType([n, len(operator.raw_operator.columns_)])
+
+
+def _convert_segment_prep(scope: Any, operator: Any, container: Any) -> None:
+    from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxGather, OnnxLog, OnnxMax, OnnxWhere
+
+    op, opv = operator.raw_operator, container.target_opset
+    picked = OnnxCast(OnnxGather(operator.inputs[0], op.columns_, axis=1, op_version=opv),
+                      to=onnx.TensorProto.DOUBLE, op_version=opv)
+    logged = OnnxLog(OnnxAdd(OnnxMax(picked, np.array([0.0]), op_version=opv), np.array([1.0]), op_version=opv),
+                     op_version=opv)
+    out = OnnxWhere(op.log_mask_.reshape(1, -1), logged, picked, op_version=opv,
+                    output_names=operator.outputs[:1])
+    out.add_to(scope, container)
+
+
+def _parse_segment_prep(scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None) -> list[Any]:
+    """Declares the output float64 at parse time: the steps after it (scaler, k-means) take their
+    types from it then, and run in float64 too."""
+    from skl2onnx._supported_operators import get_model_alias
+
+    op = scope.declare_local_operator(get_model_alias(type(model)), model)
+    op.inputs.append(inputs[0])
+    op.outputs.append(scope.declare_local_variable("segment_input", DoubleTensorType()))
+    return op.outputs
+
+
+update_registered_converter(SegmentPrep, "ProfileEngineSegmentPrep", _segment_prep_shape, _convert_segment_prep,
+                            parser=_parse_segment_prep)
+
+
+def make_segmenter(params: SegmentParams, feature_names: Sequence[str] = FEATURE_NAMES) -> Pipeline:
+    return Pipeline([
+        ("prep", SegmentPrep(segment_columns(feature_names, params.exclude), params.log, params.skew_threshold)),
+        ("scale", StandardScaler()),
+        ("kmeans", KMeans(n_clusters=params.k, n_init=params.n_init, random_state=params.seed)),
+    ])
+
+
+def fit_segmenter(X: np.ndarray, params: SegmentParams) -> Pipeline:
+    """Fit, then renumber the clusters by size (segment 0 = the most training rows), so ids are stable
+    across reruns of the same data and readable in the card."""
+    if len(X) < params.k:
+        raise ValueError(f"{len(X)} rows cannot make {params.k} segments")
+    pipe = make_segmenter(params).fit(X)
+    km: KMeans = pipe.named_steps["kmeans"]
+    order = np.argsort(-np.bincount(km.labels_, minlength=params.k), kind="stable")
+    km.cluster_centers_ = km.cluster_centers_[order]
+    km.labels_ = np.argsort(order)[km.labels_]
+    return pipe
+
+
+# Readable phrases for known feature names: (high, low). Unknown names fall back to "high/low <name>",
+# so a new feature list still gets descriptions, only plainer ones.
+_PHRASES: dict[str, tuple[str, str]] = {
+    "n_events": ("very active", "few events"),
+    "n_view": ("heavy viewers", "light viewers"),
+    "n_cart": ("frequent carters", "rarely cart"),
+    "n_fav": ("frequent favouriters", "rarely favourite"),
+    "n_purchase": ("frequent buyers", "few purchases"),
+    "spend": ("big spenders", "low spend"),
+    "log_spend": ("big spenders", "low spend"),
+    "items": ("many units bought", "few units bought"),
+    "distinct_categories": ("broad category range", "narrow category range"),
+    "distinct_items": ("many distinct items", "few distinct items"),
+    "has_purchased_before": ("past buyers", "never purchased"),
+    "log_secs_since_first_seen": ("long-standing users", "new users"),
+    "log_secs_since_prev_event": ("long gaps between events", "rapid-fire events"),
+    "log_secs_since_last_purchase": ("last purchase long ago", "recent or no purchase"),
+    "cart_to_purchase": ("carts convert to purchases", "carts do not convert"),
+    "view_to_cart": ("cart much of what they view", "browse without carting"),
+    "session_events": ("long sessions", "short sessions"),
+    "log_session_secs": ("long sessions", "short sessions"),
+    "session_distinct_items": ("many items per session", "few items per session"),
+    "interest_top_share": ("focused on one category", "interests spread out"),
+    "interest_n_categories": ("many interest categories", "few interest categories"),
+}
+_PURCHASE_FAMILY = {"n_purchase", "has_purchased_before", "log_secs_since_last_purchase", "cart_to_purchase",
+                    "items", "spend", "log_spend"}
+# Features that would repeat each other's phrase (units bought tracks purchases where there is no quantity).
+_SAME = {"items": "n_purchase", "log_spend": "spend", "log_session_secs": "session_events",
+         "interest_n_categories": "distinct_categories"}
+_WINDOW = re.compile(r"^(.*)_(\d+(?:ms|s|m|h|d|w))$")
+
+
+def _split_window(name: str) -> tuple[str, Optional[str]]:
+    """('n_view', '7d') for 'n_view_7d'; (name, None) for a lifetime feature or an unknown pattern."""
+    m = _WINDOW.match(name)
+    return (m.group(1), m.group(2)) if m and m.group(1) in _PHRASES else (name, None)
+
+
+def _phrase(name: str, high: bool) -> str:
+    base, window = _split_window(name)
+    text = _PHRASES[base][0 if high else 1] if base in _PHRASES else f"{'high' if high else 'low'} {name}"
+    return f"{text} (last {window})" if window else text
+
+
+def describe_segments(pipe: Pipeline, feature_names: Sequence[str] = FEATURE_NAMES, top: int = 2,
+                      min_z: float = 0.5) -> tuple[list[str], list[dict[str, float]]]:
+    """(description per segment, centre per segment in feature units). A description names the purchase
+    history when it is clear-cut ("no purchases" / "all past buyers"), then the ``top`` features whose
+    centre lies furthest from the training mean (in standard deviations of the scaled, log-transformed
+    column; at least ``min_z``; one phrase per feature whatever its window), e.g. "no purchases, heavy
+    viewers (last 7d), long sessions"."""
+    prep: SegmentPrep = pipe.named_steps["prep"]
+    scale: StandardScaler = pipe.named_steps["scale"]
+    z = pipe.named_steps["kmeans"].cluster_centers_  # scaled space: z-scores vs the training rows
+    names = [feature_names[i] for i in prep.columns_]
+    raw = scale.inverse_transform(z)
+    raw = np.where(prep.log_mask_, np.expm1(raw), raw)
+    raw = np.where(np.abs(raw) < 1e-9, 0.0, raw)  # expm1(log1p(0)) round-off: print 0, not 5e-15
+    centres = [{n: float(v) for n, v in zip(names, row, strict=True)} for row in raw]
+    bought = next((n for n in ("has_purchased_before", "n_purchase") if n in names), None)
+    descriptions: list[str] = []
+    for k in range(len(z)):
+        parts: list[str] = []
+        skip: set[str] = set()
+        if bought is not None and centres[k][bought] < 0.05:
+            parts.append("no purchases")
+            skip |= _PURCHASE_FAMILY  # "few purchases (7d)" would only repeat it
+        elif bought == "has_purchased_before" and centres[k][bought] > 0.95:
+            parts.append("all past buyers")
+            # these are 0 for never-buyers, so they stand out for any group of buyers: not informative
+            skip |= {bought, "log_secs_since_last_purchase", "cart_to_purchase"}
+        n_status = len(parts)
+        for j in np.argsort(-np.abs(z[k]), kind="stable"):
+            if len(parts) - n_status >= top or abs(z[k, j]) < min_z:
+                break
+            base, _ = _split_window(names[j])
+            base = _SAME.get(base, base)
+            if base in skip:
+                continue
+            skip.add(base)
+            parts.append(_phrase(names[j], bool(z[k, j] > 0)))
+        descriptions.append(", ".join(parts) or "average on every feature")
+    for k, d in enumerate(descriptions):  # names are labels: keep them unique
+        if descriptions.count(d) > 1:
+            descriptions[k] = f"{d} #{k}"
+    return descriptions, centres
+
+
+def segments_version(fingerprint: Mapping[str, Any], params: SegmentParams, pipe: Pipeline) -> str:
+    blob = json.dumps(
+        {"data": fingerprint, "params": dataclasses.asdict(params), "estimator": pipe.get_params(deep=True),
+         "sklearn": sklearn.__version__, "features": FEATURE_NAMES},
+        sort_keys=True, default=repr,
+    )
+    return f"segments-v{FEATURES_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def segments_metadata(
+    version: str, pipe: Pipeline, names: Sequence[str], params: SegmentParams, fingerprint: Mapping[str, Any],
+    feature_names: Sequence[str] = FEATURE_NAMES,
+) -> dict[str, str]:
+    prep: SegmentPrep = pipe.named_steps["prep"]
+    return {
+        "model_version": version,
+        "model_type": "kmeans",
+        "feature_names": json.dumps(list(feature_names)),
+        "features_version": str(FEATURES_VERSION),
+        "k": str(params.k),
+        "segment_names": json.dumps(list(names)),
+        "segment_features": json.dumps([feature_names[i] for i in prep.columns_]),
+        "log_features": json.dumps([feature_names[i] for i, m in zip(prep.columns_, prep.log_mask_, strict=True)
+                                    if m]),
+        "training_data_fingerprint": json.dumps(fingerprint, sort_keys=True),
+        "segment_params": json.dumps(dataclasses.asdict(params), sort_keys=True),
+        "created_by": (
+            f"model_export.train (scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__})"
+        ),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def export_segments(pipe: Pipeline, path: Path, metadata: Mapping[str, str]) -> Path:
+    """float32 ``features`` [None, n] -> ``label`` (int64 segment) + ``scores`` (distances), with
+    ``metadata`` as metadata_props; written atomically."""
+    n = len(json.loads(metadata["feature_names"]))
+    onx = convert_sklearn(pipe, initial_types=[(ONNX_INPUT, FloatTensorType([None, n]))],
+                          target_opset=TARGET_OPSET)
+    onnx.helper.set_model_props(onx, {k: str(v) for k, v in metadata.items()})
+    onx.doc_string = f"User segments: k-means, k={metadata.get('k')}."
+    onnx.checker.check_model(onx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(onx.SerializeToString())
+    os.replace(tmp, path)
+    return path
+
+
+def segment_parity(pipe: Pipeline, onnx_model: str | Path | bytes, X: np.ndarray) -> int:
+    """Rows whose scikit-learn and onnxruntime segments differ (both fed the same float32 values)."""
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    (labels, _) = cpu_session(onnx_model).run(["label", "scores"], {ONNX_INPUT: X32})
+    return int(np.sum(np.asarray(labels).reshape(-1) != pipe.predict(X32)))
+
+
+def segment_report(
+    pipe: Pipeline, names: Sequence[str], centres: Sequence[Mapping[str, float]], ds: Dataset, split: Split,
+    params: SegmentParams,
+) -> dict[str, Any]:
+    """Size and purchase rate of each segment, on training and validation rows; silhouette on a sample."""
+    from sklearn.metrics import silhouette_score
+
+    tr, va = pipe.predict(ds.X[split.train]), pipe.predict(ds.X[split.val])
+    yt, yv, uv = ds.y[split.train], ds.y[split.val], ds.users[split.val]
+    last: dict[str, int] = {}  # a user's segment = the segment of the user's latest validation row
+    for u, s in zip(uv, va, strict=True):
+        last[u] = int(s)
+    users = np.bincount(np.fromiter(last.values(), dtype=np.int64, count=len(last)), minlength=params.k)
+    rng = np.random.default_rng(params.seed)
+    sample = rng.choice(len(split.train), size=min(params.silhouette_rows, len(split.train)), replace=False)
+    Z = pipe[:-1].transform(ds.X[split.train][sample])
+    sil = float(silhouette_score(Z, tr[sample])) if len(set(tr[sample])) > 1 else float("nan")
+    segs = []
+    for k in range(params.k):
+        segs.append({
+            "id": k, "name": names[k],
+            "train_rows": int((tr == k).sum()), "train_share": float((tr == k).mean()),
+            "train_purchase_rate": float(yt[tr == k].mean()) if (tr == k).any() else None,
+            "val_rows": int((va == k).sum()), "val_share": float((va == k).mean()) if len(va) else None,
+            "val_users": int(users[k]),
+            "val_purchase_rate": float(yv[va == k].mean()) if (va == k).any() else None,
+            "centre": dict(centres[k]),
+        })
+    prep: SegmentPrep = pipe.named_steps["prep"]
+    return {
+        "k": params.k,
+        "params": dataclasses.asdict(params),
+        "features": [FEATURE_NAMES[i] for i in prep.columns_],
+        "log_features": [FEATURE_NAMES[i] for i, m in zip(prep.columns_, prep.log_mask_, strict=True) if m],
+        "inertia_per_row": float(pipe.named_steps["kmeans"].inertia_ / max(len(split.train), 1)),
+        "silhouette_sample": sil,
+        "segments": segs,
+    }
+
+
+def train_segments(ds: Dataset, split: Split, out: Path, params: SegmentParams,
+                   fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """Fit on the training rows, describe, export next to ``out``, check parity on the validation rows
+    (exit non-zero on any disagreement) and return the card's segment section."""
+    pipe = fit_segmenter(ds.X[split.train], params)
+    names, centres = describe_segments(pipe)
+    version = segments_version(fingerprint, params, pipe)
+    path = export_segments(pipe, segments_path(out),
+                           segments_metadata(version, pipe, names, params, fingerprint))
+    X = ds.X[split.val] if len(split.val) else ds.X[split.train]
+    mismatches = segment_parity(pipe, path, X)
+    print(f"[train] segment parity: {mismatches} of {len(X):,} validation rows differ (sklearn vs onnxruntime)")
+    if mismatches:
+        path.unlink(missing_ok=True)
+        raise SystemExit(f"segment parity check failed: {mismatches} rows assigned differently")
+    return {"model_version": version, "onnx_file": path.name, "parity_mismatches": mismatches,
+            "parity_rows": len(X), **segment_report(pipe, names, centres, ds, split, params)}
+
+
+# --- 9. a second shop: Online Retail (evaluation only) ------------------------------------------
+
+ONLINE_RETAIL_DIR = "online_retail_uci"
+ONLINE_RETAIL_FILE = "online_retail.csv.gz"
+
+
+@dataclass(frozen=True)
+class RetailParams:
+    """Evaluation of the same pipeline on UCI Online Retail. Nothing here changes the exported model
+    (that stays the Taobao one), so these are not part of any model_version."""
+
+    # A wholesaler's customers reorder every few weeks: 1 day is the Taobao-like horizon, 30 days the
+    # one that means something here.
+    horizons_days: tuple[float, ...] = (1.0, 30.0)
+    cutoff: str = "2011-09-01"  # UTC date: training rows before it (purged), validation rows from it
+    rows: str = "session_end"  # one row per invoice: its last line, the profile after the whole basket
+    limit: Optional[int] = None  # first N purchase lines of the file only (the file is in time order)
+
+    @property
+    def cutoff_ms(self) -> int:
+        return int(datetime.fromisoformat(self.cutoff).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def online_retail_path(cfg: Config) -> Path:
+    return cfg.path(cfg.data_dir) / ONLINE_RETAIL_DIR / ONLINE_RETAIL_FILE
+
+
+def _iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def evaluate_shop(
+    events: Sequence[Event], rp: RetailParams, params: TrainParams, rule: str = "frequency"
+) -> dict[str, Any]:
+    """Replay once (rows labelled with the shortest horizon), then per horizon: relabel, time split at
+    ``rp.cutoff`` (purged, user holdout as for Taobao), fit rule / LR / HGB on the training rows and
+    evaluate them with user-bootstrap CIs on the validation rows."""
+    horizons = sorted(rp.horizons_days)
+    if not horizons:
+        raise ValueError("no horizons")
+    t0 = time.perf_counter()
+    base = build_dataset(events, int(round(horizons[0] * DAY_MS)), rows=rp.rows)
+    replay_s = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "events": len(events),
+        "users": len({e.user_id for e in events}),
+        "sessions": len({(e.user_id, e.session_id) for e in events}),
+        "rows_per": rp.rows,
+        "first_event": _iso_utc(min(e.event_time for e in events)),
+        "end_time": _iso_utc(base.end_ms),
+        "cutoff": _iso_utc(rp.cutoff_ms),
+        "rule": rule,
+        "replay_s": replay_s,
+        "horizons": [],
+    }
+    for days in horizons:
+        h_ms = int(round(days * DAY_MS))
+        ds = base if days == horizons[0] else relabel(base, events, h_ms)
+        split = split_rows(ds, rp.cutoff_ms, h_ms, params.holdout_frac, params.purge, params.seed)
+        entry: dict[str, Any] = {
+            "horizon_days": days, "rows": len(ds), "censored": ds.n_censored,
+            "train_rows": int(len(split.train)), "val_rows": int(len(split.val)),
+            "label_window_end": _iso_utc(ds.end_ms - h_ms),
+        }
+        ytr = ds.y[split.train]
+        if len(split.train) == 0 or len(split.val) == 0 or ytr.min() == ytr.max():
+            out["horizons"].append({**entry, "note": "empty split or one class in training: not evaluated"})
+            continue
+        Xtr = ds.X[split.train]
+        models, _ = train_models(Xtr, ytr, params, rule=rule)
+        thresholds = {m: max_f1_threshold(ytr, positive_proba(mod, Xtr)) for m, mod in models.items()}
+        Xv, yv, uv = ds.X[split.val], ds.y[split.val], ds.users[split.val]
+        preds = {m: positive_proba(mod, Xv) for m, mod in models.items()}
+        best = max(LEARNED, key=lambda m: average_precision_score(yv, preds[m]) if yv.min() != yv.max() else 0)
+        mask = np.isin(split.val, split.val_unseen)
+        entry.update(
+            train_positive_rate=float(ytr.mean()),
+            holdout_users=split.holdout_users,
+            best=best,
+            validation=evaluate(yv, preds, thresholds, uv, params, reference=best),
+            validation_unseen_users=evaluate(yv[mask], {m: p[mask] for m, p in preds.items()}, thresholds,
+                                             uv[mask], params, reference=best),
+        )
+        out["horizons"].append(entry)
+    return out
+
+
+def evaluate_online_retail(path: Path, rp: RetailParams, params: TrainParams) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    events = read_online_retail(path, limit=rp.limit)
+    load_s = time.perf_counter() - t0
+    if not events:
+        raise SystemExit(f"no usable purchase lines in {path}")
+    res = evaluate_shop(events, rp, params)
+    return {"file": path.name, "sha256": file_sha256(path), "params": dataclasses.asdict(rp), "load_s": load_s,
+            **res}
 
 
 # --- orchestration -------------------------------------------------------------------------------
@@ -776,8 +1428,18 @@ def _daily(ds: Dataset, day0: int) -> list[dict[str, Any]]:
     ]
 
 
-def train_and_export(data_path: Path, out: Path, params: TrainParams) -> dict[str, Any]:
-    """The whole pipeline; returns the report that is also written to ``metrics.json``."""
+def train_and_export(
+    data_path: Path,
+    out: Path,
+    params: TrainParams,
+    segments: Optional[SegmentParams] = None,
+    retail: Optional[RetailParams] = None,
+    retail_path: Optional[Path] = None,
+) -> dict[str, Any]:
+    """The whole pipeline; returns the report that is also written to ``metrics.json``. Also fits and
+    exports the segment model next to ``out`` (``segments`` default: ``SegmentParams()``) and, when
+    ``retail`` is given, evaluates the same pipeline on the Online Retail file at ``retail_path``."""
+    segments = segments if segments is not None else SegmentParams()
     st = _Stages()
     events, dropped = st.run("load", lambda: load_events(data_path, params.limit))
     ds = st.run("replay+label", lambda: build_dataset(events, params.horizon_ms))
@@ -851,6 +1513,12 @@ def train_and_export(data_path: Path, out: Path, params: TrainParams) -> dict[st
 
     importance = st.run("importance", _importance)
     plots = st.run("plots", lambda: write_plots(out.parent, ds.y[split.val], preds, importance, chosen))
+    seg_report = st.run("segments", lambda: train_segments(ds, split, out, segments, fingerprint))
+    retail_report: dict[str, Any] = {"skipped": "not run (--no-online-retail)"}
+    if retail is not None:
+        if retail_path is None:
+            raise ValueError("retail_path is needed with retail")
+        retail_report = st.run("online retail (eval)", lambda: evaluate_online_retail(retail_path, retail, params))
 
     report: dict[str, Any] = {
         "model_version": version,
@@ -881,6 +1549,8 @@ def train_and_export(data_path: Path, out: Path, params: TrainParams) -> dict[st
         "latency": latency,
         "parity_max_abs_diff": diff,
         "permutation_importance_pr_auc": importance,
+        "segments": seg_report,
+        "online_retail": retail_report,
         "environment": {
             "python": platform.python_version(), "sklearn": sklearn.__version__,
             "skl2onnx": skl2onnx.__version__, "onnxruntime": ort.__version__, "cpus": os.cpu_count(),
@@ -891,18 +1561,21 @@ def train_and_export(data_path: Path, out: Path, params: TrainParams) -> dict[st
     st.run("report", lambda: write_model_card(out.parent, report, plots))
     st.secs["total"] = st.total()
     (out.parent / "metrics.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
-    print(f"[train] total {st.secs['total']:.2f} s; wrote {out}, {out.parent / 'MODEL_CARD.md'}, "
-          f"{out.parent / 'metrics.json'}")
+    print(f"[train] total {st.secs['total']:.2f} s; wrote {out}, {segments_path(out)}, "
+          f"{out.parent / 'MODEL_CARD.md'}, {out.parent / 'metrics.json'}")
     return report
 
 
-def stale_reason(path: Path) -> Optional[str]:
-    """Why the model at ``path`` must be (re)trained, or None if it can be used as is."""
+def stale_reason(path: Path, segments: bool = False) -> Optional[str]:
+    """Why the model at ``path`` must be (re)trained, or None if it can be used as is. ``segments``: it
+    must also be a segment model (k and one name per segment in its metadata)."""
     if not path.is_file():
         return f"{path} does not exist"
     try:
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         names = json.loads(props["feature_names"])
+        if segments and len(json.loads(props["segment_names"])) != int(props["k"]):
+            return f"{path} has a segment name count other than k"
     except Exception as exc:  # any unreadable file means: rebuild it
         return f"{path} is unreadable ({exc})"
     if names != FEATURE_NAMES:
@@ -910,26 +1583,49 @@ def stale_reason(path: Path) -> Optional[str]:
     return None
 
 
-def ensure_model(cfg: Config, params: Optional[TrainParams] = None) -> Path:
-    """``cfg.model_file``, trained first if it is missing (or built for another feature list)."""
+def artifacts_stale_reason(out: Path) -> Optional[str]:
+    """Why the propensity model ``out`` or the segment model next to it must be rebuilt; None if neither.
+    Both are rebuilt together (one replay; the model card describes both)."""
+    return stale_reason(out) or stale_reason(segments_path(out), segments=True)
+
+
+def ensure_model(
+    cfg: Config,
+    params: Optional[TrainParams] = None,
+    segments: Optional[SegmentParams] = None,
+    retail: Optional[RetailParams] = RetailParams(),
+) -> Path:
+    """``cfg.model_file``, trained first (with the segment model next to it) if either is missing or was
+    built for another feature list. ``retail=None`` skips the Online Retail evaluation."""
     path = cfg.model_file
-    reason = stale_reason(path)
+    reason = artifacts_stale_reason(path)
     if reason is not None:
         print(f"[train] training: {reason}", flush=True)
-        train_and_export(cfg.taobao_dir / TAOBAO_HEAD, path, params or TrainParams())
+        train_and_export(cfg.taobao_dir / TAOBAO_HEAD, path, params or TrainParams(), segments, retail,
+                         online_retail_path(cfg))
     return path
+
+
+def _days(text: str) -> tuple[float, ...]:
+    try:
+        days = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers of days expected: {text!r}") from exc
+    if not days or min(days) <= 0:
+        raise argparse.ArgumentTypeError(f"positive numbers of days expected: {text!r}")
+    return days
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = TrainParams()
+    d, sd, rd = TrainParams(), SegmentParams(), RetailParams()
     parser.add_argument("--out", type=Path, default=None,
-                        help="ONNX output (default: the config's model file)")
+                        help="ONNX output (default: the config's model file); segments.onnx goes next to it")
     parser.add_argument("--data", type=Path, default=None,
                         help=f"Taobao CSV (default: <taobao_dir>/{TAOBAO_HEAD})")
     parser.add_argument("--if-missing", action="store_true",
-                        help="do nothing if the model exists and matches the current feature list")
+                        help="do nothing if both models exist and match the current feature list")
     parser.add_argument("--horizon-hours", type=float, default=d.horizon_hours)
     parser.add_argument("--train-days", type=int, default=d.train_days)
     parser.add_argument("--holdout-frac", type=float, default=d.holdout_frac)
@@ -937,22 +1633,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=d.n_bootstrap, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--limit", type=int, default=None, help="first N lines of the data file only")
+    parser.add_argument("--segments-k", type=int, default=sd.k, help="number of k-means segments")
+    parser.add_argument("--online-retail", action=argparse.BooleanOptionalAction, default=True,
+                        help="also evaluate the pipeline on UCI Online Retail (evaluation only; ~20 s)")
+    parser.add_argument("--online-retail-data", type=Path, default=None,
+                        help=f"Online Retail CSV (default: <data_dir>/{ONLINE_RETAIL_DIR}/{ONLINE_RETAIL_FILE})")
+    parser.add_argument("--online-retail-horizons-days", type=_days, default=rd.horizons_days,
+                        help="label horizons in days, comma-separated (default: %(default)s)")
+    parser.add_argument("--online-retail-cutoff", default=rd.cutoff,
+                        help="UTC date splitting training from validation rows (default: %(default)s)")
+    parser.add_argument("--online-retail-limit", type=int, default=None,
+                        help="first N purchase lines of the Online Retail file only")
     Config.add_arguments(parser)
     args = parser.parse_args(argv)
     cfg = Config.from_args(args)
     out = args.out if args.out is not None else cfg.model_file
     if args.if_missing:
-        reason = stale_reason(out)
+        reason = artifacts_stale_reason(out)
         if reason is None:
-            print(f"[train] {out} exists and matches the feature list; nothing to do")
+            print(f"[train] {out} and {segments_path(out).name} exist and match the feature list; nothing to do")
             return 0
         print(f"[train] training: {reason}")
     params = TrainParams(
         horizon_hours=args.horizon_hours, train_days=args.train_days, holdout_frac=args.holdout_frac,
         hgb_max_iter=args.hgb_max_iter, n_bootstrap=args.bootstrap, seed=args.seed, limit=args.limit,
     )
+    segments = SegmentParams(k=args.segments_k, seed=args.seed)
+    retail = (RetailParams(horizons_days=args.online_retail_horizons_days, cutoff=args.online_retail_cutoff,
+                           limit=args.online_retail_limit) if args.online_retail else None)
     data = args.data if args.data is not None else cfg.taobao_dir / TAOBAO_HEAD
-    train_and_export(data, out, params)
+    retail_data = args.online_retail_data if args.online_retail_data is not None else online_retail_path(cfg)
+    train_and_export(data, out, params, segments, retail, retail_data)
     return 0
 
 

@@ -1,6 +1,7 @@
 """ONNX scoring wrapper used by the Flink scoring operator and by the offline tools. Pure Python (no
 pyflink): load the exported propensity model once, check that it was trained on the feature list this
-code computes, pick an execution provider, and score float32 batches.
+code computes, pick an execution provider, and score float32 batches. ``OnnxModel`` holds the loading
+part that the segment model (``udfs.segmenter.OnnxSegmenter``) shares.
 
 The model contract (written by ``model_export.train``):
 - one float32 input ``[None, n_features]``;
@@ -46,11 +47,14 @@ def feature_mismatch(expected: Sequence[str], actual: Sequence[str]) -> Optional
     parts: list[str] = []
     missing = [f for f in expected if f not in actual]
     extra = [f for f in actual if f not in expected]
+    repeated = sorted({f for f in actual if actual.count(f) > 1})
     if missing:
         parts.append(f"missing from the model: {missing}")
     if extra:
         parts.append(f"unknown to this code: {extra}")
-    if not missing and not extra:
+    if repeated:
+        parts.append(f"listed more than once by the model: {repeated}")
+    if not missing and not extra and not repeated:
         moved = [f"{name} (code #{i}, model #{actual.index(name)})" for i, name in enumerate(expected)
                  if actual.index(name) != i]
         parts.append(f"same features in another order: {moved}")
@@ -59,8 +63,9 @@ def feature_mismatch(expected: Sequence[str], actual: Sequence[str]) -> Optional
     return "; ".join(parts)
 
 
-class OnnxScorer:
-    """Loads an exported propensity model once and scores batches of feature vectors.
+class OnnxModel:
+    """An exported model loaded once: file check, execution provider, metadata, feature-list check, one
+    float32 input ``[None, n_features]``. Subclasses bind their outputs in ``_bind_outputs``.
 
     ``provider``: 'auto' (CUDA when the runtime lists it and a session really starts on it, else CPU),
     'cuda' (CUDA or an error) or 'cpu'. ``intra_op_num_threads`` defaults to 1 because the job runs one
@@ -108,10 +113,10 @@ class OnnxScorer:
                 f"{self.path}: input '{self.input_name}' takes {width} columns, "
                 f"metadata lists {self.n_features} features"
             )
-        self._output_name = self._probability_output()
+        self._bind_outputs()
         log.info(
-            "OnnxScorer loaded %s (model_version=%s, %d features) on %s",
-            self.path.name, self.model_version, self.n_features, self.provider,
+            "%s loaded %s (model_version=%s, %d features) on %s",
+            type(self).__name__, self.path.name, self.model_version, self.n_features, self.provider,
         )
 
     # --- loading ---------------------------------------------------------------------------------
@@ -171,6 +176,36 @@ class OnnxScorer:
             )
         return list(names)
 
+    def _bind_outputs(self) -> None:
+        raise NotImplementedError
+
+    def _batch(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` as a C-contiguous float32 ``[n, n_features]`` array (one vector becomes one row)."""
+        x = np.asarray(batch)
+        if x.ndim == 1 and x.shape[0] == self.n_features:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"batch must have shape [n, {self.n_features}], got {x.shape}")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """What the job logs and the bench records about the loaded model."""
+        return {
+            "path": str(self.path),
+            "model_version": self.model_version,
+            "provider": self.provider,
+            "n_features": self.n_features,
+            "features_version": self.metadata.get("features_version"),
+        }
+
+
+class OnnxScorer(OnnxModel):
+    """Loads an exported propensity model once and scores batches of feature vectors (see ``OnnxModel``
+    for the arguments)."""
+
+    def _bind_outputs(self) -> None:
+        self._output_name = self._probability_output()
+
     def _probability_output(self) -> str:
         outputs = self.session.get_outputs()
         for out in outputs:
@@ -188,24 +223,11 @@ class OnnxScorer:
 
     def score(self, batch: np.ndarray) -> np.ndarray:
         """Probability of the positive class, float64 ``[n]``, for a ``[n, n_features]`` batch."""
-        x = np.asarray(batch)
-        if x.ndim == 1 and x.shape[0] == self.n_features:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"batch must have shape [n, {self.n_features}], got {x.shape}")
+        x = self._batch(batch)
         if x.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        x = np.ascontiguousarray(x, dtype=np.float32)
         (proba,) = self.session.run([self._output_name], {self.input_name: x})
         return np.asarray(proba[:, 1], dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:
-        """What the job logs and the bench records about the loaded model."""
-        return {
-            "path": str(self.path),
-            "model_version": self.model_version,
-            "provider": self.provider,
-            "n_features": self.n_features,
-            "features_version": self.metadata.get("features_version"),
-            "horizon_hours": self.metadata.get("horizon_hours"),
-        }
+        return super().describe() | {"horizon_hours": self.metadata.get("horizon_hours")}

@@ -19,6 +19,7 @@ from model_export.train import (
     HOUR_MS,
     WINDOW_START_MS,
     RuleBaseline,
+    SegmentParams,
     TrainParams,
     build_dataset,
     export_onnx,
@@ -26,7 +27,7 @@ from model_export.train import (
     split_rows,
     train_models,
 )
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, FEATURES_VERSION
 from udfs.profile import Event
 
 HEAD = Config().taobao_dir / "UserBehavior_head_84k.csv"
@@ -236,7 +237,7 @@ def test_onnx_parity_and_metadata(small: dict, tmp_path: Path, name: str) -> Non
     for key in ("model_version", "features_version", "horizon_hours", "label_definition",
                 "training_data_fingerprint", "metrics", "created_by"):
         assert props.get(key), key
-    assert props["model_version"].startswith("propensity-v1-")
+    assert props["model_version"].startswith(f"propensity-v{FEATURES_VERSION}-")
 
 
 def test_model_version_is_stable_and_tracks_params() -> None:
@@ -254,7 +255,9 @@ def test_model_version_is_stable_and_tracks_params() -> None:
 
 def test_end_to_end_cli_and_if_missing(tmp_path: Path) -> None:
     out = tmp_path / "m" / "propensity.onnx"
-    args = ["--out", str(out), "--limit", str(SMALL), "--hgb-max-iter", "10", "--bootstrap", "20"]
+    args = ["--out", str(out), "--limit", str(SMALL), "--hgb-max-iter", "10", "--bootstrap", "20",
+            "--segments-k", "3", "--online-retail-limit", "12000", "--online-retail-cutoff", "2010-12-05",
+            "--online-retail-horizons-days", "1"]
     assert train.main(args) == 0
     for name in ("MODEL_CARD.md", "metrics.json", "roc.png", "pr.png", "calibration.png", "importance.png"):
         assert (out.parent / name).is_file(), name
@@ -264,6 +267,12 @@ def test_end_to_end_cli_and_if_missing(tmp_path: Path) -> None:
     assert set(report["validation"]["models"]) == {"rule", "logreg", "hgb"}
     card = (out.parent / "MODEL_CARD.md").read_text()
     assert report["model_version"] in card and "censored" in card
+    segments = out.parent / "segments.onnx"
+    assert report["segments"]["parity_mismatches"] == 0 and len(report["segments"]["segments"]) == 3
+    assert report["segments"]["model_version"] in card and "## Segments" in card
+    (h1,) = report["online_retail"]["horizons"]
+    assert h1["horizon_days"] == 1.0 and set(h1["validation"]["models"]) == {"rule", "logreg", "hgb"}
+    assert "Online Retail" in card and "### Horizon 1 day" in card
 
     mtime = out.stat().st_mtime_ns
     assert train.main(args + ["--if-missing"]) == 0
@@ -272,9 +281,214 @@ def test_end_to_end_cli_and_if_missing(tmp_path: Path) -> None:
     assert train.ensure_model(Config(model_path=str(out))) == out
     assert out.stat().st_mtime_ns == mtime
 
+    segments.unlink()  # --if-missing rebuilds a missing segment model (with the propensity model)
+    assert train.main(args + ["--if-missing", "--no-online-retail"]) == 0
+    assert segments.is_file() and train.stale_reason(segments, segments=True) is None
+    report = json.loads((out.parent / "metrics.json").read_text())
+    assert "skipped" in report["online_retail"]
+
 
 def test_stale_reason_flags_other_features(small: dict, tmp_path: Path) -> None:
     names = [*FEATURE_NAMES[:-1], "hour_of_day_local"]
     path = export_onnx(small["models"]["logreg"], tmp_path / "old.onnx", _meta(names))
     assert "other features" in (train.stale_reason(path) or "")
     assert "does not exist" in (train.stale_reason(tmp_path / "none.onnx") or "")
+
+
+# --- one row per session, relabelling, rules for shops without carts ----------------------------
+
+# (case, (user, session_id) per event in stream order, expected: is the last event of its run)
+SESSION_CASES = [
+    ("one run per invoice", [("u", "A"), ("u", "A"), ("u", "B")], [False, True, True]),
+    ("users interleave, runs are per user", [("a", "A"), ("b", "Z"), ("a", "A"), ("b", "Z")],
+     [False, False, True, True]),
+    ("no session id: every event is a row", [("u", None), ("u", None)], [True, True]),
+    ("an id that comes back starts a new run", [("u", "A"), ("u", "B"), ("u", "A")], [True, True, True]),
+]
+
+
+@pytest.mark.parametrize("case,rows,expected", SESSION_CASES, ids=[c[0] for c in SESSION_CASES])
+def test_session_ends(case: str, rows: list, expected: list) -> None:
+    events = [ev(u, "purchase", n * 1000, n)._replace(session_id=s) for n, (u, s) in enumerate(rows)]
+    assert train.session_ends(events).tolist() == expected
+
+
+def test_build_dataset_one_row_per_invoice() -> None:
+    """Invoice A (3 lines at 0h) and B (2 lines at 10h): one row each, the profile after the basket."""
+    lines = [("A", 0), ("A", 0), ("A", 0), ("B", 10 * H), ("B", 10 * H)]
+    events = [ev("u", "purchase", t, n)._replace(session_id=s) for n, (s, t) in enumerate(lines)]
+    ds = build_dataset(events, 24 * H, end_ms=48 * H, rows="session_end")
+    assert len(ds) == 2 and ds.n_censored == 0
+    assert ds.y.tolist() == [1, 0]  # A: B follows within 24h; B: nothing after it
+    assert ds.X[:, FEATURE_NAMES.index("n_events")].tolist() == [3.0, 5.0]
+    every = build_dataset(events, 24 * H, end_ms=48 * H)
+    assert len(every) == 5 and every.y.tolist() == [1, 1, 1, 0, 0]  # same-time lines never label each other
+    with pytest.raises(ValueError, match="rows"):
+        build_dataset(events, 24 * H, rows="invoice")
+
+
+def test_relabel_matches_a_fresh_replay(small_events: list[Event]) -> None:
+    short = build_dataset(small_events, 6 * H)
+    long = build_dataset(small_events, 24 * H)
+    got = train.relabel(short, small_events, 24 * H)
+    assert got.event_ids == long.event_ids
+    np.testing.assert_array_equal(got.y, long.y)
+    np.testing.assert_array_equal(got.X, long.X)
+    assert got.n_censored == long.n_censored
+    assert len(got) < len(short)  # the longer horizon censors more rows
+
+
+def test_rule_baseline_degrades_without_cart_features() -> None:
+    names = [n for n in FEATURE_NAMES if n not in ("n_cart", "ev_cart")]
+    X = np.ones((3, len(names)), dtype=np.float32)
+    rule = RuleBaseline(names).fit(X, np.array([0, 1, 1]))
+    assert rule.buckets(X).tolist() == [0, 0, 0]
+    np.testing.assert_allclose(rule.predict_proba(X)[:, 1], [0.6] * 3)  # (2+1)/(3+2)
+
+
+def test_frequency_rule_buckets_by_training_quartiles() -> None:
+    col = FEATURE_NAMES.index("n_purchase")
+    X = np.zeros((8, len(FEATURE_NAMES)), dtype=np.float32)
+    X[:, col] = [1, 1, 2, 2, 3, 3, 9, 9]
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    rule = train.FrequencyRule().fit(X, y)
+    assert rule.buckets(X).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    p = rule.predict_proba(X)[:, 1]
+    assert p[0] < p[2] < p[4] == pytest.approx(0.75)  # (2+1)/(2+2)
+    assert np.all(np.diff(p) >= 0)
+
+
+OR_FILE = Config().path(Config().data_dir) / "online_retail_uci" / "online_retail.csv.gz"
+
+
+def test_evaluate_shop_on_an_online_retail_slice() -> None:
+    """The first week of Online Retail (12,000 lines, 632 invoices), two horizons."""
+    from tools.datasets import read_online_retail
+
+    events = read_online_retail(OR_FILE, limit=12_000)
+    rp = train.RetailParams(horizons_days=(2.0, 1.0), cutoff="2010-12-05")
+    res = train.evaluate_shop(events, rp, TrainParams(hgb_max_iter=10, n_bootstrap=20))
+    assert res["sessions"] == 632 and res["rule"] == "frequency"
+    assert [h["horizon_days"] for h in res["horizons"]] == [1.0, 2.0]
+    for h in res["horizons"]:
+        assert h["rows"] + h["censored"] == res["sessions"]  # one row per invoice
+        assert set(h["validation"]["models"]) == {"rule", "logreg", "hgb"}
+        assert h["best"] in ("logreg", "hgb")
+        assert h["train_rows"] > 100 and h["val_rows"] > 100
+    assert res["horizons"][1]["rows"] < res["horizons"][0]["rows"]
+
+
+# --- segments ------------------------------------------------------------------------------------
+
+SEG = SegmentParams(k=4, n_init=2, silhouette_rows=500)
+
+
+@pytest.fixture(scope="module")
+def seg(small: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    ds, split = small["ds"], small["split"]
+    pipe = train.fit_segmenter(ds.X[split.train], SEG)
+    names, centres = train.describe_segments(pipe)
+    version = train.segments_version({"file": "x"}, SEG, pipe)
+    path = train.export_segments(pipe, tmp_path_factory.mktemp("seg") / "segments.onnx",
+                                 train.segments_metadata(version, pipe, names, SEG, {"file": "x"}))
+    return {"pipe": pipe, "names": names, "centres": centres, "path": path, "X": ds.X[split.val]}
+
+
+def test_segment_export_parity_and_metadata(seg: dict) -> None:
+    sess = ort.InferenceSession(str(seg["path"]), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.name == "features" and inp.type == "tensor(float)" and inp.shape[1] == len(FEATURE_NAMES)
+    X = seg["X"]
+    label, scores = sess.run(["label", "scores"], {"features": X})
+    assert scores.shape == (len(X), SEG.k)
+    np.testing.assert_array_equal(label, seg["pipe"].predict(X))
+    assert train.segment_parity(seg["pipe"], seg["path"], X) == 0
+    assert set(np.unique(label)) <= set(range(SEG.k)) and len(np.unique(label)) > 1
+
+    props = {p.key: p.value for p in onnx.load(str(seg["path"])).metadata_props}
+    assert props["model_version"].startswith(f"segments-v{FEATURES_VERSION}-")
+    assert json.loads(props["feature_names"]) == FEATURE_NAMES
+    assert props["k"] == str(SEG.k)
+    names = json.loads(props["segment_names"])
+    assert names == seg["names"] and len(names) == SEG.k and len(set(names)) == SEG.k
+    used = json.loads(props["segment_features"])
+    assert used and set(used) <= set(FEATURE_NAMES)
+    assert not [n for n in used if n.startswith("ev_") or n.startswith("hour_of_day")]
+    assert set(json.loads(props["log_features"])) <= set(used)
+    assert train.stale_reason(seg["path"], segments=True) is None
+
+
+def test_segment_parity_can_fail(seg: dict) -> None:
+    """Another model's segments differ from the exported file's: the check sees it."""
+    other = train.fit_segmenter(seg["X"], replace(SEG, seed=1, k=SEG.k + 1))
+    assert train.segment_parity(other, seg["path"], seg["X"]) > 0
+
+
+def test_train_segments_refuses_a_model_that_disagrees(small: dict, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "propensity.onnx"
+    rep = train.train_segments(small["ds"], small["split"], out, SEG, {"file": "x"})
+    assert rep["parity_mismatches"] == 0 and len(rep["segments"]) == SEG.k
+    assert sum(s["train_rows"] for s in rep["segments"]) == len(small["split"].train)
+    assert [s["name"] for s in rep["segments"]] == json.loads(
+        {p.key: p.value for p in onnx.load(str(train.segments_path(out))).metadata_props}["segment_names"])
+    monkeypatch.setattr(train, "segment_parity", lambda *a: 3)
+    with pytest.raises(SystemExit, match="parity"):
+        train.train_segments(small["ds"], small["split"], out, SEG, {"file": "x"})
+    assert not train.segments_path(out).exists()  # never leave a disagreeing model behind
+
+
+def test_segments_are_numbered_by_size(seg: dict, small: dict) -> None:
+    sizes = np.bincount(seg["pipe"].predict(small["ds"].X[small["split"].train]), minlength=SEG.k)
+    assert np.all(np.diff(sizes) <= 0), sizes
+
+
+def test_segment_prep_logs_skewed_non_negative_columns() -> None:
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.exponential(5, 2000) ** 2,  # skewed, >= 0: logged
+                         rng.uniform(0, 24, 2000),  # flat: kept
+                         -(rng.exponential(5, 2000) ** 2),  # skewed but negative: kept
+                         np.zeros(2000)])  # constant: kept
+    prep = train.SegmentPrep(columns=[0, 1, 2, 3]).fit(X)
+    assert prep.log_mask_.tolist() == [True, False, False, False]
+    np.testing.assert_allclose(prep.transform(X)[:, 0], np.log1p(X[:, 0]))
+    assert train.SegmentPrep(columns=[0], log="none").fit(X).log_mask_.tolist() == [False]
+    assert train.segment_columns(["ev_view", "n_view", "hour_of_day_utc"], SEG.exclude) == [1]
+    assert train.segment_columns(["ev_view"], SEG.exclude) == [0]  # never empty
+
+
+@pytest.mark.parametrize("name,high,want", [
+    ("n_view_7d", True, "heavy viewers (last 7d)"),
+    ("n_view", False, "light viewers"),
+    ("session_events", True, "long sessions"),
+    ("some_new_feature_1h", False, "low some_new_feature_1h"),
+])
+def test_segment_phrases(name: str, high: bool, want: str) -> None:
+    assert train._phrase(name, high) == want
+
+
+def test_segment_descriptions_read_the_centres() -> None:
+    """Two obvious groups: buyers with many views, and non-buyers with few."""
+    names = ["n_view", "n_purchase", "has_purchased_before"]
+    rng = np.random.default_rng(0)
+    buyers = np.column_stack([rng.poisson(80, 300), rng.poisson(5, 300) + 1, np.ones(300)])
+    lurkers = np.column_stack([rng.poisson(3, 700), np.zeros(700), np.zeros(700)])
+    X = np.vstack([buyers, lurkers]).astype(np.float32)
+    pipe = train.make_segmenter(SegmentParams(k=2, n_init=2), names).fit(X)
+    descriptions, centres = train.describe_segments(pipe, names)
+    by_group = dict(zip(pipe.predict(X[[0, -1]]), ["buyers", "lurkers"], strict=True))
+    d = {by_group[k]: descriptions[k] for k in range(2)}
+    assert d["lurkers"].startswith("no purchases") and "light viewers" in d["lurkers"]
+    assert d["buyers"].startswith("all past buyers") and "heavy viewers" in d["buyers"]
+    assert all(set(c) == set(names) for c in centres)
+
+
+def test_stale_reason_for_segments(seg: dict, small: dict, tmp_path: Path) -> None:
+    pipe = seg["pipe"]
+    names = [*FEATURE_NAMES[:-1], "hour_of_day_local"]
+    meta = train.segments_metadata("segments-test", pipe, seg["names"], SEG, {}, feature_names=names)
+    old = train.export_segments(pipe, tmp_path / "old.onnx", meta)
+    assert "other features" in (train.stale_reason(old, segments=True) or "")
+    propensity = export_onnx(small["models"]["logreg"], tmp_path / "p.onnx", _meta())
+    assert train.stale_reason(propensity) is None
+    assert train.stale_reason(propensity, segments=True) is not None  # not a segment model

@@ -16,7 +16,7 @@ from flink_jobs.config import ROOT, Config
 from model_export import train
 from model_export.train import DAY_MS, WINDOW_START_MS, TrainParams
 from udfs import scorer as scorer_mod
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, FEATURES_VERSION
 from udfs.scorer import ModelMismatchError, OnnxScorer, ProviderUnavailableError
 
 HEAD = Config().taobao_dir / "UserBehavior_head_84k.csv"
@@ -58,7 +58,7 @@ def test_provider_and_metadata(trained: dict, caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.INFO, logger="udfs.scorer"):
         s = OnnxScorer(trained["paths"]["hgb"])  # auto
     assert s.provider == ("CUDAExecutionProvider" if CUDA_PRESENT else "CPUExecutionProvider")
-    assert s.model_version.startswith("propensity-v1-")
+    assert s.model_version.startswith(f"propensity-v{FEATURES_VERSION}-")
     assert s.feature_names == FEATURE_NAMES and s.n_features == len(FEATURE_NAMES)
     assert s.input_name == "features"
     assert [r for r in caplog.records if s.provider in r.getMessage()], "no load line naming the provider"
@@ -81,8 +81,13 @@ def test_batch_shapes(trained: dict) -> None:
         s.score(np.zeros((3, s.n_features - 1), dtype=np.float32))
 
 
+# Names no feature list will hold (n_cart_7d, spend_7d became real features in version 2), so these
+# cases stay a rename and an extra feature whatever is added.
+RENAMED, EXTRA = f"{FEATURE_NAMES[2]}_legacy", "zz_not_a_feature"
+
+
 def _renamed() -> list[str]:
-    return [("n_cart_7d" if f == "n_cart" else f) for f in FEATURE_NAMES]
+    return [(RENAMED if i == 2 else f) for i, f in enumerate(FEATURE_NAMES)]
 
 
 def _swapped() -> list[str]:
@@ -94,9 +99,9 @@ def _swapped() -> list[str]:
 @pytest.mark.parametrize(
     "names,cols,must_name",
     [
-        (_renamed(), None, ["n_cart_7d", "n_cart"]),
+        (_renamed(), None, [RENAMED, FEATURE_NAMES[2]]),
         (FEATURE_NAMES[:-1], slice(0, -1), [FEATURE_NAMES[-1]]),
-        ([*FEATURE_NAMES, "spend_7d"], None, ["spend_7d"]),
+        ([*FEATURE_NAMES, EXTRA], None, [EXTRA]),
         (_swapped(), None, [FEATURE_NAMES[0], FEATURE_NAMES[1], "order"]),
     ],
     ids=["renamed", "missing", "extra", "reordered"],
@@ -154,3 +159,15 @@ def test_bad_arguments(trained: dict, tmp_path: Path) -> None:
 def test_scorer_module_does_not_import_pyflink() -> None:
     code = "import sys, udfs.scorer; sys.exit(any(m.startswith('pyflink') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+@pytest.mark.parametrize("actual,must", [
+    (["a", "a", "c"], ["'b'", "more than once", "'a'"]),
+    (["a", "b", "c", "c"], ["more than once", "'c'", "4 features in the model, 3"]),
+    (["a", "c", "b"], ["another order"]),
+])
+def test_feature_mismatch_descriptions(actual: list[str], must: list[str]) -> None:
+    text = scorer_mod.feature_mismatch(["a", "b", "c"], actual) or ""
+    for word in must:
+        assert word in text, text
+    assert scorer_mod.feature_mismatch(["a", "b"], ["a", "b"]) is None
