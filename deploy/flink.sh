@@ -54,8 +54,9 @@ start() {
     # start-cluster.sh would ssh to the workers; start both daemons directly instead.
     "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
     # Thread mode embeds CPython (pemja) in the TaskManager JVM. It starts from the base interpreter
-    # that the venv was made from, so the venv's packages must be put on its path explicitly.
-    PYTHONPATH="$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    # that the venv was made from, so the venv's packages must be put on its path explicitly; the
+    # sitecustomize in deploy/taskmanager_python preloads native extensions (see its docstring).
+    PYTHONPATH="$PE_ROOT/deploy/taskmanager_python:$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
         "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
     local deadline=$((SECONDS + 120))
     until healthy; do

@@ -1,10 +1,10 @@
 """Cassandra access with cassandra-driver: prepared, idempotent upserts of profiles and
 predictions, and the reads the CLIs use. No pyflink import (the CLIs use it too).
 
-Idempotence: a profile row is written ``USING TIMESTAMP`` = the number of events applied to it
-(strictly increasing per user), a prediction row ``USING TIMESTAMP`` = its event time in µs.
-Replaying events after a restore therefore rewrites identical cells and changes nothing, and an
-older profile can never overwrite a newer one.
+Idempotence: a profile row is written ``USING TIMESTAMP`` = the state's version (strictly
+increasing per user, also across state expiry), a prediction row ``USING TIMESTAMP`` = its event
+time in µs. Replaying events after a restore therefore rewrites identical cells and changes nothing,
+and an older profile can never overwrite a newer one.
 """
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ class CassandraStore:
         stmt.is_idempotent = True  # lets the driver retry and speculate safely
         return stmt
 
-    def write(self, profile: dict[str, Any], prediction: dict[str, Any], features: Sequence[float]) -> None:
-        """Upsert the profile and insert the prediction concurrently; retry with backoff, then raise
-        (the job then restarts from its last checkpoint and replays: idempotent, nothing lost)."""
-        prof_row = dict(profile)
+    def write(
+        self, view: dict[str, Any], version: int, prediction: dict[str, Any], features: Sequence[float]
+    ) -> None:
+        """Upsert the profile view and insert the prediction concurrently; retry with backoff, then
+        raise (the job restarts from its last checkpoint and replays: idempotent, nothing lost)."""
+        prof_row = dict(view)
         prof_row.update(features=list(features), score=prediction["score"],
                         model_version=prediction["model_version"])
-        prof_values = [prof_row.get(c) for c in PROFILE_COLUMNS] + [int(profile["n_events"])]
+        prof_values = [prof_row[c] for c in PROFILE_COLUMNS] + [int(version)]
         pred_values = [prediction[c] for c in PREDICTION_COLUMNS] + [int(prediction["event_time"]) * 1000]
         delay = 0.1
         for attempt in range(self.max_retries + 1):

@@ -18,7 +18,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from udfs.settings import ProfileSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +63,20 @@ class Config:
     checkpoint_interval_ms: int = _doc("checkpoint interval", default=5000)
     max_out_of_orderness_ms: int = _doc("watermark bound = allowed lateness", default=300_000)
     idle_source_timeout_ms: int = _doc("a partition with no data is idle after this", default=10_000)
+    # --- Profile (feature-shaping parameters live in schemas/features.json: part of the model) ----
+    idle_expiry_ms: int = _doc("state of a user idle this long (event time) is cleared", default=30 * 86_400_000)
+    top_k_categories: int = _doc("categories in a profile's top_categories", default=5)
+    lifecycle_new_ms: int = _doc("a user first seen less than this ago is 'new'", default=7 * 86_400_000)
+    lifecycle_at_risk_ms: int = _doc("quiet this long: 'at-risk'", default=7 * 86_400_000)
+    lifecycle_dormant_ms: int = _doc("quiet this long: 'dormant'", default=30 * 86_400_000)
+    value_mid_purchases: int = _doc("purchases for value tier 'medium' (recent buyers)", default=2)
+    value_high_purchases: int = _doc("purchases for value tier 'high' (recent buyers)", default=5)
+    value_mid_spend: int = _doc("spend for value tier 'medium' (where prices exist)", default=100)
+    value_high_spend: int = _doc("spend for value tier 'high' (where prices exist)", default=500)
+    value_recent_ms: int = _doc("a buyer is recent if the last purchase is this fresh", default=30 * 86_400_000)
+    profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
     # --- Model -----------------------------------------------------------------------------------
+    emit_features: bool = _doc("put each prediction's feature vector into it (feature logging)", default=False)
     model_path: str = _doc("ONNX model the job scores with", default="artifacts/propensity.onnx")
     onnx_provider: str = _doc("auto | cuda | cpu", default="auto")
     # --- Paths -----------------------------------------------------------------------------------
@@ -71,6 +87,24 @@ class Config:
     @property
     def flink_rest_url(self) -> str:
         return f"http://{self.flink_rest_host}:{self.flink_rest_port}"
+
+    def profile_settings(self) -> ProfileSettings:
+        """The core's settings: feature parameters from schemas/, the rest from this config."""
+        from udfs.settings import ProfileSettings
+
+        return ProfileSettings(
+            lateness_ms=self.max_out_of_orderness_ms,
+            idle_expiry_ms=self.idle_expiry_ms,
+            top_k=self.top_k_categories,
+            lifecycle_new_ms=self.lifecycle_new_ms,
+            lifecycle_at_risk_ms=self.lifecycle_at_risk_ms,
+            lifecycle_dormant_ms=self.lifecycle_dormant_ms,
+            value_mid_purchases=self.value_mid_purchases,
+            value_high_purchases=self.value_high_purchases,
+            value_mid_spend=float(self.value_mid_spend),
+            value_high_spend=float(self.value_high_spend),
+            value_recent_ms=self.value_recent_ms,
+        )
 
     @property
     def cassandra_contact_points(self) -> list[str]:
@@ -107,9 +141,10 @@ class Config:
             raw = env.get(cls.env_var(f.name))
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f, raw)
+        by_name = {f.name: f for f in fields(cls)}
         for k, v in (overrides or {}).items():
             if v is not None:
-                values[k] = v
+                values[k] = _coerce(by_name[k], v)
         return cls(**values)
 
     @classmethod
@@ -117,7 +152,7 @@ class Config:
         """Add one ``--flag`` per field (default None, so the environment still applies)."""
         group = parser.add_argument_group("configuration (flag > env var > default)")
         for f in fields(cls):
-            kind = int if f.type in ("int", int) else str
+            kind = int if f.type in ("int", int) else str  # bools parse from "true"/"false"
             group.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
@@ -135,7 +170,9 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(f: dataclasses.Field, raw: str) -> Any:
+def _coerce(f: dataclasses.Field, raw: Any) -> Any:
+    if f.type in ("bool", bool):
+        return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
     return int(raw) if f.type in ("int", int) else raw
 
 

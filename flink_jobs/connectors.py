@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pyflink.common import WatermarkStrategy
 from pyflink.common.serialization import SerializationSchema
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaRecordSerializationSchema,
@@ -17,6 +18,7 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.java_gateway import get_gateway
 
 from flink_jobs.config import Config
+from flink_jobs.types import row_type
 from udfs import schemas
 
 GLUE = "dev.profileengine.glue"
@@ -68,18 +70,25 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
     return env.from_source(builder.build(), watermarks, "kafka: " + cfg.topic_events).uid("source-user-events")
 
 
-def split_invalid(raw: DataStream) -> tuple[DataStream, DataStream]:
-    """(valid events as rows of user_event.avsc, rejected records as rows of dead_letter.avsc)."""
+def split_and_key(raw: DataStream) -> tuple[KeyedStream, DataStream]:
+    """(valid events keyed by user_id, rejected records as rows of dead_letter.avsc).
+
+    Validation and key extraction run in the JVM, so the keyed Python operator is the only Python in
+    the job: one JVM->Python crossing per event, and one embedded interpreter per TaskManager slot."""
     glue = _glue()
+    gateway = get_gateway()
     event_avsc = schemas.avro_text(schemas.EVENT)
     dlq_avsc = schemas.avro_text(schemas.DEAD_LETTER)
     glue.SplitInvalid.checkDeadLetterSchema(dlq_avsc)
     fn = glue.SplitInvalid(event_avsc, dlq_avsc)
-    j_valid = raw._j_data_stream.process(fn, glue.SplitInvalid.eventType(event_avsc))
+    j_valid = raw._j_data_stream.process(fn, glue.SplitInvalid.keyedEventType(event_avsc))
     j_valid.name("validate").uid("validate")
-    valid = DataStream(j_valid)
     dead = DataStream(j_valid.getSideOutput(fn.getDlqTag()))
-    return valid, dead
+    # The same (key, value) shape and key selector as pyflink's own key_by, minus its Python map.
+    key_selector = gateway.jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector()
+    j_keyed = j_valid.keyBy(key_selector, Types.ROW([Types.STRING()]).get_java_type_info())
+    keyed = KeyedStream(j_keyed, row_type(schemas.EVENT), DataStream(j_valid))
+    return keyed, dead
 
 
 def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool) -> KafkaSink:

@@ -1,27 +1,48 @@
 """Flink operators: thin adapters over the pure core in udfs/. They read state, call the core,
-write state and emit rows; all profile and feature math lives in udfs/."""
+write state, set timers and emit rows; all profile and feature math lives in udfs/."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, MapFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from flink_jobs.config import Config
+from flink_jobs.types import row_type
 from udfs import features as feats
 from udfs import schemas
-from udfs.profile import Event, apply_event, decode_profile, encode_profile
+from udfs.profile import (
+    Event,
+    Outcome,
+    Profile,
+    decode_profile,
+    encode_profile,
+    is_expired,
+    profile_view,
+    prune,
+    step,
+)
+from udfs.scorer import OnnxScorer  # noqa: I001 - see below
+
+# onnxruntime is imported with this module, i.e. before any operator opens: importing its C
+# extension inside open(), after the Cassandra driver has started its event-loop threads in the same
+# embedded interpreter, hung the TaskManager (seen with thread mode).
 
 log = logging.getLogger(__name__)
 
-PROFILE_STATE = "profile-v1"  # the state name carries the layout version it was designed for
+PROFILE_STATE = "profile"  # the bytes inside carry their own layout version (udfs.profile.STATE_VERSION)
+PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
+LATE_TAG = OutputTag("late-events", row_type(schemas.EVENT))
+DUPLICATE_TAG = OutputTag("duplicate-events", row_type(schemas.DEAD_LETTER))
 
 
 # The state holds the versioned Avro bytes of udfs.profile as a latin-1 string: an exact 1:1 map of
@@ -34,10 +55,15 @@ def _to_state(data: bytes) -> str:
 def _from_state(text: str) -> bytes:
     return text.encode("latin-1")
 
-PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
 
-
-def prediction_row(ev: Event, score: float, model_version: str, scored_at: int) -> list[Any]:
+def prediction_row(
+    ev: Event,
+    score: float,
+    view: dict[str, Any],
+    model_version: str,
+    scored_at: int,
+    features: Optional[list[float]] = None,
+) -> list[Any]:
     """Values in the order of schemas/prediction.avsc."""
     pred = {
         "user_id": ev.user_id,
@@ -45,46 +71,134 @@ def prediction_row(ev: Event, score: float, model_version: str, scored_at: int) 
         "event_type": ev.event_type,
         "event_time": ev.event_time,
         "score": score,
+        "lifecycle": view["lifecycle"],
+        "value_tier": view["value_tier"],
         "model_version": model_version,
         "scored_at": scored_at,
+        "features": features,
     }
     return [pred[f] for f in PREDICTION_FIELDS]
 
 
 class ProfileFunction(KeyedProcessFunction):
-    """Per user: apply the event to the profile in keyed state, compute the features, score them.
+    """Per user: step the profile in keyed state (duplicates and late events leave through side
+    outputs), compute the features, score them.
 
-    Emits one row per event: the prediction fields (schemas/prediction.avsc order), the encoded
-    profile and the feature vector (for the Cassandra writer downstream)."""
+    Emits one row per applied event: the prediction fields (schemas/prediction.avsc order) and, as
+    JSON, the profile view, its version and the feature vector (for the Cassandra writer). Timers:
+    idle expiry at last_seen + idle_expiry_ms, and tile pruning when the oldest tile leaves every
+    window (both in event time)."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from udfs.scorer import OnnxScorer  # onnxruntime loads in the TaskManager only
-
-        self.state = runtime_context.get_state(
-            ValueStateDescriptor(PROFILE_STATE, Types.STRING())
-        )
+        self.settings = self.cfg.profile_settings()
+        self.state = runtime_context.get_state(ValueStateDescriptor(PROFILE_STATE, Types.STRING()))
+        # Decoded profiles of recently seen users: a mirror of the keyed state (every change is
+        # written through), rebuilt from state after any restart because open() runs again.
+        self.cache: OrderedDict[str, Profile] = OrderedDict()
         self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
         self.model_version = self.scorer.model_version
         group = runtime_context.get_metrics_group().add_group("profile_engine")
-        self.events_in = group.counter("events_in")
+        self.m_events = group.counter("events_applied")
+        self.m_late = group.counter("events_late")
+        self.m_duplicates = group.counter("events_duplicate")
+        self.m_expired = group.counter("profiles_expired")
         group.gauge("onnx_provider_is_cuda", lambda: int(self.scorer.provider.startswith("CUDA")))
         log.info("profile operator: model %s on %s", self.model_version, self.scorer.provider)
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        ev = Event(*value)
+    # --- state access -------------------------------------------------------------------------
+    def _load(self, user: str) -> Optional[Profile]:
+        p = self.cache.get(user)
+        if p is not None:
+            self.cache.move_to_end(user)
+            return p
         raw = self.state.value()
-        before = decode_profile(_from_state(raw)) if raw is not None else None
-        after = apply_event(before, ev)
-        vector = feats.feature_vector(before, after, ev)
+        if raw is None:
+            return None
+        p = decode_profile(_from_state(raw))
+        self._remember(user, p)
+        return p
+
+    def _remember(self, user: str, p: Profile) -> None:
+        self.cache[user] = p
+        self.cache.move_to_end(user)
+        if len(self.cache) > self.cfg.profile_cache_users:
+            self.cache.popitem(last=False)
+
+    def _save(self, user: str, p: Profile) -> None:
+        self.state.update(_to_state(encode_profile(p)))
+        self._remember(user, p)
+
+    def _set_timers(self, ctx: Any, p: Profile, previous_last_seen: Optional[int]) -> None:
+        timers = ctx.timer_service()
+        s = self.settings
+        if previous_last_seen != p.last_seen:
+            if previous_last_seen is not None:
+                timers.delete_event_time_timer(previous_last_seen + s.idle_expiry_ms)
+            timers.register_event_time_timer(p.last_seen + s.idle_expiry_ms)
+        if p.tiles:
+            # the oldest tile leaves the longest window here; Flink keeps one timer per timestamp
+            timers.register_event_time_timer(min(p.tiles) + s.max_window_ms + s.tile_ms)
+
+    # --- callbacks ----------------------------------------------------------------------------
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        ev = Event(*value)
+        state = self._load(ev.user_id)
+        result = step(state, ev, ctx.timer_service().current_watermark(), self.settings)
+        if result.outcome is Outcome.DUPLICATE:
+            self.m_duplicates.inc()
+            yield DUPLICATE_TAG, self._duplicate_row(ev)
+            return
+        if result.outcome is Outcome.LATE:
+            self.m_late.inc()
+            yield LATE_TAG, value
+            return
+        p = result.state
+        vector = feats.feature_vector(result.before, p, ev, self.settings)
         score = float(self.scorer.score(np.asarray([vector], dtype=np.float32))[0])
-        encoded = _to_state(encode_profile(after))
-        self.state.update(encoded)
-        self.events_in.inc()
-        values = prediction_row(ev, score, self.model_version, int(time.time() * 1000))
-        yield Row(*values, encoded, vector)
+        self._save(ev.user_id, p)
+        self._set_timers(ctx, p, result.before.last_seen if result.before else None)
+        self.m_events.inc()
+        view = profile_view(p, self.settings)
+        values = prediction_row(ev, score, view, self.model_version, int(time.time() * 1000),
+                                vector if self.cfg.emit_features else [])
+        yield Row(*values, json.dumps({"version": p.version, "view": view, "features": vector}))
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        user = ctx.get_current_key()
+        p = self._load(user)
+        if p is None:
+            return
+        watermark = ctx.timer_service().current_watermark()
+        if is_expired(p, watermark, self.settings):
+            self.state.clear()
+            self.cache.pop(user, None)
+            self.m_expired.inc()
+            return
+        prune(p, watermark, self.settings)
+        self._save(user, p)
+        if p.tiles:
+            ctx.timer_service().register_event_time_timer(
+                min(p.tiles) + self.settings.max_window_ms + self.settings.tile_ms
+            )
+        return
+        yield  # a generator: PyFlink iterates the result of on_timer
+
+    def _duplicate_row(self, ev: Event) -> Row:
+        from udfs.avro import encode_event
+
+        return Row(
+            "duplicate_event",
+            f"event_id {ev.event_id!r} was already applied to user {ev.user_id!r}; counted once",
+            self.cfg.topic_events,
+            -1,  # partition and offset are not known after keyBy
+            -1,
+            ev.event_time,
+            ev.user_id.encode(),
+            encode_event(ev),
+        )
 
 
 class CassandraWriter(MapFunction):
@@ -106,8 +220,8 @@ class CassandraWriter(MapFunction):
     def map(self, value: Row) -> Row:
         n = len(PREDICTION_FIELDS)
         prediction: dict[str, Any] = dict(zip(PREDICTION_FIELDS, value[:n], strict=True))
-        profile = decode_profile(_from_state(value[n])).as_dict()
-        self.store.write(profile, prediction, list(value[n + 1]))
+        payload = json.loads(value[n])
+        self.store.write(payload["view"], payload["version"], prediction, payload["features"])
         self.written.inc()
         return Row(*value[:n])
 

@@ -4,11 +4,14 @@ Operator chain (JVM parts in [brackets], Python parts in (parentheses))::
 
     [KafkaSource user-events: Avro decode + validate, event-time watermarks]   uid source-user-events
         |
-    [validate: split rejected records]  --side output-->  [KafkaSink user-events-dlq]  uid sink-dlq
-        |  valid events
-    keyBy(user_id)
-        |
-    (profile: keyed state -> udfs.profile.apply_event -> features -> ONNX score)   uid profile
+    [validate: split rejected records, extract key]  --side output-->  [KafkaSink user-events-dlq]
+        |  valid events                                         ^ union (duplicates)       uid sink-dlq
+    [keyBy(user_id)]                                            |
+        |                                                       |
+    (profile: keyed state -> udfs.profile.step -> features -> ONNX score)   uid profile
+        |   timers: idle expiry, tile pruning (event time)      |
+        |   --side output duplicates----------------------------+
+        |   --side output late events-->  [KafkaSink user-events-late]  uid sink-late
         |
     (cassandra: upsert profile + insert prediction, idempotent)                   uid cassandra-writer
         |
@@ -27,13 +30,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Configuration
 from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors import Sink
 
 from flink_jobs import connectors
 from flink_jobs.config import Config
-from flink_jobs.operators import CassandraWriter, ProfileFunction
+from flink_jobs.operators import DUPLICATE_TAG, LATE_TAG, CassandraWriter, ProfileFunction
 from flink_jobs.types import prediction_type, scored_type
 from udfs import schemas
 from udfs.features import FEATURE_NAMES
@@ -45,6 +48,7 @@ JOB_NAME = "profile-engine"
 class Sinks:
     predictions: Sink
     dead_letters: Sink
+    late: Sink
 
 
 def build(
@@ -55,16 +59,16 @@ def build(
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
     raw = source(env)
-    events, dead = connectors.split_invalid(raw)
-    dead.sink_to(sinks.dead_letters).name("kafka: " + cfg.topic_dlq).uid("sink-dlq")
-
-    user_index = schemas.field_names(schemas.EVENT).index("user_id")
+    by_user, dead = connectors.split_and_key(raw)
     scored = (
-        events.key_by(lambda row: row[user_index], key_type=Types.STRING())
-        .process(ProfileFunction(cfg), output_type=scored_type())
+        by_user.process(ProfileFunction(cfg), output_type=scored_type())
         .name("profile")
         .uid("profile")
     )
+    dead.union(scored.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
+        "kafka: " + cfg.topic_dlq
+    ).uid("sink-dlq")
+    scored.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
     predictions = scored.map(CassandraWriter(cfg), output_type=prediction_type()).name("cassandra").uid(
         "cassandra-writer"
     )
@@ -110,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
         # DLQ records are keyed by nothing we trust; key by the source topic for ordering per topic.
         dead_letters=connectors.avro_kafka_sink(cfg, cfg.topic_dlq, schemas.DEAD_LETTER, "source_topic", exactly_once),
+        late=connectors.avro_kafka_sink(cfg, cfg.topic_late, schemas.EVENT, "user_id", exactly_once),
     )
     build(env, lambda e: connectors.event_source(e, cfg), sinks, cfg)
     env.execute(JOB_NAME)  # with `flink run -d` this returns once the job is submitted

@@ -14,6 +14,8 @@ _AVRO_TO_FLINK = {
     "float": Types.FLOAT,
     "boolean": Types.BOOLEAN,
     "bytes": lambda: Types.PRIMITIVE_ARRAY(Types.BYTE()),
+    "map<double>": lambda: Types.MAP(Types.STRING(), Types.DOUBLE()),
+    "array<double>": lambda: Types.BASIC_ARRAY(Types.DOUBLE()),
 }
 
 
@@ -35,8 +37,9 @@ def prediction_type() -> TypeInformation:
 
 # Profile operator output: the prediction, then what the Cassandra writer stores with it.
 SCORED_EXTRA = [
-    ("profile_state", Types.STRING()),  # latin-1 text of the versioned state bytes (see operators)
-    ("features", Types.PRIMITIVE_ARRAY(Types.DOUBLE())),
+    # JSON {"version", "view": profile_view.avsc record, "features": [...]}: one string crosses the
+    # JVM/Python boundary as one object, where arrays and maps are converted element by element.
+    ("profile_json", Types.STRING()),
 ]
 
 

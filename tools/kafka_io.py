@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any, Optional
 
-import fastavro
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flink_jobs.config import Config
-from udfs import schemas
-
-
-class AvroCodec:
-    """Schemaless Avro binary (no container, no registry) of one schema in schemas/."""
-
-    def __init__(self, avsc: str) -> None:
-        self.schema = fastavro.parse_schema(schemas.avro(avsc))
-
-    def encode(self, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, self.schema, record)
-        return buf.getvalue()
-
-    def decode(self, data: bytes) -> dict[str, Any]:
-        return fastavro.schemaless_reader(io.BytesIO(data), self.schema)
+from udfs.avro import AvroCodec  # noqa: F401 - re-exported for the CLIs and tests
 
 
 def admin(cfg: Config) -> AdminClient:

@@ -1,20 +1,38 @@
-"""The user profile kept in Flink keyed state: its type, the per-event update and its versioned
-binary form. Pure Python: the stream job and the offline replay (training, parity tests) call the
-same functions, so features are identical in both.
+"""The user profile kept in Flink keyed state: its type, the per-event step and its versioned binary
+form. Pure Python: the stream job and the offline replay (training, parity tests) call the same
+functions, so profiles and features are identical in both.
 
-Style: a step is a plain function ``apply_event(state, event) -> state`` (Bytewax / Quix style).
+A step is a plain function ``step(state, event, watermark) -> Step`` (Bytewax / Quix style):
+
+- a duplicate (event id already applied) changes nothing;
+- a late event (event time <= watermark, i.e. later than the allowed lateness) changes nothing and
+  is reported as late, so the job routes it to the late topic;
+- otherwise the event is applied: lifetime counters, event-time tiles (Chronon-style buckets of
+  ``tile_ms``, so every window aggregate is exact at tile granularity and an out-of-order event
+  lands in its own tile), decayed category interests, the session, recency.
+
+Memory stays bounded by the watermark: a tile no future window can reach, an event id whose
+duplicates would be late anyway, and session history no future event can join are pruned. Pruning
+never changes a future feature value (tests check this).
 """
 
 from __future__ import annotations
 
+import bisect
 import io
+import math
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NamedTuple, Optional
 
 import fastavro
 
 from udfs import schemas
+from udfs.settings import ProfileSettings
+
+DEFAULT_SETTINGS = ProfileSettings()
+NO_WATERMARK = -(2**63)  # Flink's Long.MIN_VALUE: nothing is late yet
 
 
 class Event(NamedTuple):
@@ -32,18 +50,39 @@ class Event(NamedTuple):
     shop_id: Optional[str]
 
     @property
+    def units(self) -> int:
+        """Units bought by a purchase (1 when the shop sends no quantity); 0 for other events."""
+        if self.event_type != "purchase":
+            return 0
+        return self.quantity if self.quantity is not None else 1
+
+    @property
     def amount(self) -> float:
         """Money spent by a purchase event; 0 when it has no price."""
         if self.event_type != "purchase" or self.price is None:
             return 0.0
-        return self.price * (self.quantity if self.quantity is not None else 1)
+        return self.price * self.units
+
+
+@dataclass(slots=True)
+class Tile:
+    start: int
+    n_view: int = 0
+    n_cart: int = 0
+    n_fav: int = 0
+    n_purchase: int = 0
+    spend: float = 0.0
+    items: int = 0
+    categories: set[str] = field(default_factory=set)
+    item_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
 class Profile:
-    """Keyed state of one user; fields in the order of schemas/profile_state.avsc."""
+    """Keyed state of one user (schemas/profile_state.avsc)."""
 
     user_id: str
+    version: int
     first_seen: int
     last_seen: int
     n_events: int = 0
@@ -52,32 +91,258 @@ class Profile:
     n_fav: int = 0
     n_purchase: int = 0
     spend: float = 0.0
+    items: int = 0
     last_purchase_time: Optional[int] = None
     last_event_id: str = ""
+    tiles: dict[int, Tile] = field(default_factory=dict)
+    interest_ref: int = 0
+    interests: dict[str, float] = field(default_factory=dict)
+    recent: list[tuple[int, str]] = field(default_factory=list)  # sorted (event time, item id)
+    seen_ids: dict[str, int] = field(default_factory=dict)  # event id -> event time
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+class Before(NamedTuple):
+    """What the features need of the profile as it was before the event."""
+
+    last_seen: int
+    last_purchase_time: Optional[int]
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+class Step(NamedTuple):
+    outcome: Outcome
+    before: Optional[Before]  # None: first event of this user (or state expired)
+    state: Optional[Profile]  # the state after the step (None only for a late first event)
+    event: Event
 
 
 _COUNTER = {"view": "n_view", "cart": "n_cart", "fav": "n_fav", "purchase": "n_purchase"}
 
 
-def apply_event(state: Optional[Profile], ev: Event) -> Profile:
-    """The profile after ``ev``. Returns a new object; ``state`` is not modified."""
+def tile_start(t: int, s: ProfileSettings) -> int:
+    return t - t % s.tile_ms
+
+
+def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> Step:
+    """Apply ``ev`` unless it is a duplicate or late. Mutates and returns ``state`` (the stream writes
+    it back; the offline replay keeps one object per user)."""
+    before = Before(state.last_seen, state.last_purchase_time) if state is not None else None
+    if state is not None and ev.event_id in state.seen_ids:
+        return Step(Outcome.DUPLICATE, before, state, ev)
+    if ev.event_time <= watermark:
+        return Step(Outcome.LATE, before, state, ev)
+    state = apply_event(state, ev, s)
+    prune(state, watermark, s)
+    return Step(Outcome.APPLIED, before, state, ev)
+
+
+def apply_event(state: Optional[Profile], ev: Event, s: ProfileSettings = DEFAULT_SETTINGS) -> Profile:
+    """The profile after ``ev`` (no duplicate or lateness check). Mutates ``state``."""
+    t = ev.event_time
     if state is None:
-        state = Profile(user_id=ev.user_id, first_seen=ev.event_time, last_seen=ev.event_time)
-    p = replace(state)
+        state = Profile(user_id=ev.user_id, version=0, first_seen=t, last_seen=t, interest_ref=t)
+    p = state
     p.n_events += 1
     counter = _COUNTER[ev.event_type]
     setattr(p, counter, getattr(p, counter) + 1)
-    p.first_seen = min(p.first_seen, ev.event_time)
-    p.last_seen = max(p.last_seen, ev.event_time)
+    p.first_seen = min(p.first_seen, t)
+    p.last_seen = max(p.last_seen, t)
+    # Cassandra write timestamp: increases with every event and stays above any earlier profile of
+    # this user, even one written before the state expired (expiry needs last_seen to move on).
+    p.version = max(p.version + 1, p.last_seen * 1000)
     if ev.event_type == "purchase":
         p.spend += ev.amount
-        if p.last_purchase_time is None or ev.event_time > p.last_purchase_time:
-            p.last_purchase_time = ev.event_time
+        p.items += ev.units
+        if p.last_purchase_time is None or t > p.last_purchase_time:
+            p.last_purchase_time = t
     p.last_event_id = ev.event_id
+
+    start = tile_start(t, s)
+    tile = p.tiles.get(start)
+    if tile is None:
+        tile = p.tiles[start] = Tile(start)
+    setattr(tile, counter, getattr(tile, counter) + 1)
+    tile.spend += ev.amount
+    tile.items += ev.units
+    tile.categories.add(ev.category_id)
+    tile.item_ids.add(ev.item_id)
+
+    _add_interest(p, ev, s)
+    bisect.insort(p.recent, (t, ev.item_id))
+    p.seen_ids[ev.event_id] = t
     return p
+
+
+def _decay(dt_ms: int, s: ProfileSettings) -> float:
+    return math.pow(2.0, -dt_ms / s.interest_half_life_ms)
+
+
+def _add_interest(p: Profile, ev: Event, s: ProfileSettings) -> None:
+    """Exponentially decayed category weights, expressed at time ``interest_ref`` (the latest event
+    time): moving the reference forward scales every weight; an older event adds a decayed weight."""
+    t = ev.event_time
+    if t > p.interest_ref:
+        f = _decay(t - p.interest_ref, s)
+        for c in p.interests:
+            p.interests[c] *= f
+        p.interest_ref = t
+    w = s.interest_weights[ev.event_type] * _decay(p.interest_ref - t, s)
+    p.interests[ev.category_id] = p.interests.get(ev.category_id, 0.0) + w
+    if len(p.interests) > s.interest_max_categories:
+        weakest = min(p.interests.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        del p.interests[weakest]
+
+
+def _chain_start(recent: list[tuple[int, str]], end: int, gap: int) -> int:
+    """Index of the first event of the session (chain of gaps <= gap) that contains index ``end``."""
+    i = end
+    while i > 0 and recent[i][0] - recent[i - 1][0] <= gap:
+        i -= 1
+    return i
+
+
+def prune(p: Profile, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> None:
+    """Drop what no future (non-late) event can use; every future event has time > watermark."""
+    if watermark == NO_WATERMARK:
+        return
+    oldest_needed = tile_start(watermark, s) - s.max_window_ms
+    for start in [st for st in p.tiles if st <= oldest_needed]:
+        del p.tiles[start]
+    if p.seen_ids:
+        p.seen_ids = {i: t for i, t in p.seen_ids.items() if t > watermark}
+    # Session history: a future event can only join events after watermark - gap, and everything
+    # chained to them; earlier sessions are closed for good.
+    recent = p.recent
+    first_open = bisect.bisect_right(recent, (watermark - s.session_gap_ms, "\U0010ffff"))
+    keep_from = _chain_start(recent, first_open, s.session_gap_ms) if first_open < len(recent) else len(recent)
+    keep_from = min(keep_from, _chain_start(recent, len(recent) - 1, s.session_gap_ms)) if recent else 0
+    keep_from = max(keep_from, len(recent) - s.max_session_events)
+    if keep_from > 0:
+        del recent[:keep_from]
+
+
+def is_expired(p: Profile, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> bool:
+    """Idle for longer than the expiry: the job clears the state (the profile stays in Cassandra)."""
+    return watermark >= p.last_seen + s.idle_expiry_ms
+
+
+# --- derived values ------------------------------------------------------------------------------
+
+
+class Session(NamedTuple):
+    start: int
+    last: int
+    events: int
+    distinct_items: int
+
+
+def current_session(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> Session:
+    """The session holding the latest event: the longest run of events with gaps <= session gap."""
+    if not p.recent:
+        return Session(p.last_seen, p.last_seen, 0, 0)
+    end = len(p.recent) - 1
+    first = _chain_start(p.recent, end, s.session_gap_ms)
+    run = p.recent[first:]
+    return Session(run[0][0], run[-1][0], len(run), len({item for _, item in run}))
+
+
+def window_aggregates(p: Profile, at: int, s: ProfileSettings = DEFAULT_SETTINGS) -> dict[str, float]:
+    """Aggregates of every window ending at the tile of ``at``: {"n_view_1h": ..., ...}."""
+    end = tile_start(at, s)
+    out: dict[str, float] = {}
+    for name, horizon in s.windows.items():
+        lo = end - horizon
+        n = [0, 0, 0, 0]
+        spend, items = 0.0, 0
+        cats: set[str] = set()
+        item_ids: set[str] = set()
+        for start, tile in p.tiles.items():
+            if lo < start <= end:
+                n[0] += tile.n_view
+                n[1] += tile.n_cart
+                n[2] += tile.n_fav
+                n[3] += tile.n_purchase
+                spend += tile.spend
+                items += tile.items
+                cats |= tile.categories
+                item_ids |= tile.item_ids
+        out[f"n_view_{name}"] = float(n[0])
+        out[f"n_cart_{name}"] = float(n[1])
+        out[f"n_fav_{name}"] = float(n[2])
+        out[f"n_purchase_{name}"] = float(n[3])
+        out[f"spend_{name}"] = spend
+        out[f"items_{name}"] = float(items)
+        out[f"distinct_categories_{name}"] = float(len(cats))
+        out[f"distinct_items_{name}"] = float(len(item_ids))
+    return out
+
+
+def interest_shares(p: Profile) -> dict[str, float]:
+    total = sum(p.interests.values())
+    if total <= 0:
+        return {}
+    return {c: w / total for c, w in p.interests.items()}
+
+
+def top_categories(p: Profile, k: int) -> dict[str, float]:
+    shares = interest_shares(p)
+    best = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    return dict(best)
+
+
+def lifecycle(p: Profile, as_of: int, s: ProfileSettings = DEFAULT_SETTINGS) -> str:
+    """new (first seen recently) | active | at-risk (quiet for a while) | dormant, as of ``as_of``."""
+    quiet = as_of - p.last_seen
+    if quiet >= s.lifecycle_dormant_ms:
+        return "dormant"
+    if quiet >= s.lifecycle_at_risk_ms:
+        return "at-risk"
+    if as_of - p.first_seen < s.lifecycle_new_ms:
+        return "new"
+    return "active"
+
+
+def value_tier(p: Profile, as_of: int, s: ProfileSettings = DEFAULT_SETTINGS) -> str:
+    """RFM tier: none (never bought) | low | medium | high. High and medium need a purchase within
+    value_recent_ms; money counts where the shop sends prices, purchase counts everywhere."""
+    if p.n_purchase == 0 or p.last_purchase_time is None:
+        return "none"
+    recent = as_of - p.last_purchase_time < s.value_recent_ms
+    if recent and (p.n_purchase >= s.value_high_purchases or p.spend >= s.value_high_spend):
+        return "high"
+    if recent and (p.n_purchase >= s.value_mid_purchases or p.spend >= s.value_mid_spend):
+        return "medium"
+    return "low"
+
+
+def profile_view(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
+    """The consumer-facing profile (schemas/profile_view.avsc), as of the latest event."""
+    session = current_session(p, s)
+    return {
+        "user_id": p.user_id,
+        "first_seen": p.first_seen,
+        "last_seen": p.last_seen,
+        "n_events": p.n_events,
+        "n_view": p.n_view,
+        "n_cart": p.n_cart,
+        "n_fav": p.n_fav,
+        "n_purchase": p.n_purchase,
+        "spend": p.spend,
+        "items": p.items,
+        "last_purchase_time": p.last_purchase_time,
+        "last_event_id": p.last_event_id,
+        "session_start": session.start,
+        "session_events": session.events,
+        "lifecycle": lifecycle(p, p.last_seen, s),
+        "value_tier": value_tier(p, p.last_seen, s),
+        "top_categories": top_categories(p, s.top_k),
+        "aggregates": window_aggregates(p, p.last_seen, s),
+    }
 
 
 # --- versioned state serialisation ---------------------------------------------------------------
@@ -93,9 +358,36 @@ class StateVersionError(ValueError):
 
 
 def encode_profile(p: Profile) -> bytes:
+    rec = {
+        "user_id": p.user_id,
+        "version": p.version,
+        "first_seen": p.first_seen,
+        "last_seen": p.last_seen,
+        "n_events": p.n_events,
+        "n_view": p.n_view,
+        "n_cart": p.n_cart,
+        "n_fav": p.n_fav,
+        "n_purchase": p.n_purchase,
+        "spend": p.spend,
+        "items": p.items,
+        "last_purchase_time": p.last_purchase_time,
+        "last_event_id": p.last_event_id,
+        "tiles": [
+            {
+                "start": t.start, "n_view": t.n_view, "n_cart": t.n_cart, "n_fav": t.n_fav,
+                "n_purchase": t.n_purchase, "spend": t.spend, "items": t.items,
+                "categories": sorted(t.categories), "item_ids": sorted(t.item_ids),
+            }
+            for _, t in sorted(p.tiles.items())
+        ],
+        "interest_ref": p.interest_ref,
+        "interests": p.interests,
+        "recent": [{"t": t, "item_id": i} for t, i in p.recent],
+        "seen_ids": [{"t": t, "event_id": i} for i, t in p.seen_ids.items()],
+    }
     buf = io.BytesIO()
     buf.write(bytes([STATE_VERSION]))
-    fastavro.schemaless_writer(buf, _STATE_SCHEMA, p.as_dict())
+    fastavro.schemaless_writer(buf, _STATE_SCHEMA, rec)
     return buf.getvalue()
 
 
@@ -105,22 +397,49 @@ def decode_profile(data: bytes) -> Profile:
     version = data[0]
     if version != STATE_VERSION:
         raise StateVersionError(
-            f"profile state version {version} cannot be read by this release "
-            f"(reads version {STATE_VERSION})"
+            f"profile state version {version} cannot be read by this release (reads version {STATE_VERSION}); "
+            "restore from a savepoint of a compatible release"
         )
-    rec = fastavro.schemaless_reader(io.BytesIO(data[1:]), _STATE_SCHEMA)
-    return Profile(**rec)
+    r = fastavro.schemaless_reader(io.BytesIO(data[1:]), _STATE_SCHEMA)
+    tiles = {
+        t["start"]: Tile(t["start"], t["n_view"], t["n_cart"], t["n_fav"], t["n_purchase"], t["spend"], t["items"],
+                         set(t["categories"]), set(t["item_ids"]))
+        for t in r["tiles"]
+    }
+    return Profile(
+        user_id=r["user_id"], version=r["version"], first_seen=r["first_seen"], last_seen=r["last_seen"],
+        n_events=r["n_events"], n_view=r["n_view"], n_cart=r["n_cart"], n_fav=r["n_fav"],
+        n_purchase=r["n_purchase"], spend=r["spend"], items=r["items"],
+        last_purchase_time=r["last_purchase_time"], last_event_id=r["last_event_id"], tiles=tiles,
+        interest_ref=r["interest_ref"], interests=dict(r["interests"]),
+        recent=[(x["t"], x["item_id"]) for x in r["recent"]],
+        seen_ids={x["event_id"]: x["t"] for x in r["seen_ids"]},
+    )
 
 
-PROFILE_FIELDS = [f.name for f in fields(Profile)]
+# --- offline replay ------------------------------------------------------------------------------
 
 
-def replay(events: Iterable[Event]) -> Iterator[tuple[Optional[Profile], Profile, Event]]:
-    """Offline replay: per event (profile before, profile after, event), users kept apart, in the
-    order given (the stream's order per key)."""
+def replay_steps(
+    events: Iterable[Event], s: ProfileSettings = DEFAULT_SETTINGS, watermarks: bool = True
+) -> Iterator[Step]:
+    """Offline: every event through ``step`` in the order given (the stream's order per user), with
+    the watermark a bounded-out-of-orderness generator with bound ``s.lateness_ms`` would have
+    emitted before it (max event time seen - bound - 1)."""
     state: dict[str, Profile] = {}
+    max_seen = NO_WATERMARK
     for ev in events:
-        before = state.get(ev.user_id)
-        after = apply_event(before, ev)
-        state[ev.user_id] = after
-        yield before, after, ev
+        wm = max_seen - s.lateness_ms - 1 if (watermarks and max_seen != NO_WATERMARK) else NO_WATERMARK
+        result = step(state.get(ev.user_id), ev, wm, s)
+        if result.state is not None:
+            state[ev.user_id] = result.state
+        max_seen = max(max_seen, ev.event_time)
+        yield result
+
+
+def replay(events: Iterable[Event], s: ProfileSettings = DEFAULT_SETTINGS) -> Iterator[tuple]:
+    """(before, profile after, event) for every applied event. The profile object is the live
+    state: read it before advancing the iterator."""
+    for r in replay_steps(events, s):
+        if r.outcome is Outcome.APPLIED:
+            yield r.before, r.state, r.event

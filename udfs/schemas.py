@@ -15,6 +15,7 @@ EVENT = "user_event.avsc"
 PREDICTION = "prediction.avsc"
 DEAD_LETTER = "dead_letter.avsc"
 PROFILE_STATE = "profile_state.avsc"
+PROFILE_VIEW = "profile_view.avsc"
 
 
 @cache
@@ -42,7 +43,11 @@ def avro_base_type(ftype: Any) -> tuple[str, bool]:
             raise ValueError(f"only [null, X] unions are supported, got {ftype}")
         ftype = branches[0]
     if isinstance(ftype, dict):
-        ftype = ftype["type"]
+        if ftype["type"] in ("map", "array"):
+            inner = ftype["values"] if ftype["type"] == "map" else ftype["items"]
+            ftype = f"{ftype['type']}<{avro_base_type(inner)[0]}>"
+        else:
+            ftype = ftype["type"]
     return ftype, optional
 
 
@@ -97,4 +102,12 @@ def cql_columns(table: str) -> dict[str, str]:
 
 
 # Avro primitive -> CQL type, for the agreement test and for building statements.
-AVRO_TO_CQL = {"string": "text", "long": "bigint", "int": "int", "double": "double", "boolean": "boolean"}
+AVRO_TO_CQL = {
+    "string": "text",
+    "long": "bigint",
+    "int": "int",
+    "double": "double",
+    "boolean": "boolean",
+    "map<double>": "map<text, double>",
+    "array<double>": "list<double>",
+}

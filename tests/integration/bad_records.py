@@ -24,7 +24,8 @@ def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
     good = ev.encode(_event(event_id="bad-trunc"))
     now = int(time.time() * 1000)
     wrong = AvroCodec(schemas.PREDICTION).encode(
-        dict(user_id="u", event_id="e", event_type="view", event_time=1, score=0.5, model_version="m", scored_at=2)
+        dict(user_id="u", event_id="e", event_type="view", event_time=1, score=0.5, lifecycle="new",
+             value_tier="none", model_version="m", scored_at=2, features=[])
     )
     return [
         (b"k", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01garbage", "avro_decode_error", "garbage bytes"),

@@ -1,5 +1,6 @@
-"""Real Taobao events + broken records through real Kafka, Flink and Cassandra: every record is
-accounted for, and the stream computes exactly what the offline replay of the same core computes."""
+"""Real Taobao events + broken, duplicate and late records through real Kafka, Flink and Cassandra:
+every record ends in exactly one place, and the stream computes exactly what the offline replay of
+the same core computes."""
 
 from __future__ import annotations
 
@@ -14,32 +15,55 @@ from tools import replay
 from tools.kafka_io import AvroCodec, collect
 from udfs import schemas
 from udfs.features import feature_vector
-from udfs.profile import replay as offline_replay
+from udfs.profile import Outcome, profile_view, replay_steps
 from udfs.scorer import OnnxScorer
 
 from .bad_records import ANY, bad_records
 
 N_EVENTS = 6000
+N_DUPLICATES = 10
+N_LATE = 10
+DAY = 86_400_000
 
 
 @pytest.fixture(scope="module")
 def outcome(isolated_cfg: Config, running_job: str):
     events = replay.load(isolated_cfg, "taobao-head", N_EVENTS)
-    bad = bad_records()
     half = len(events) // 2
-    # broken records in the middle of the stream, so the job must survive them and keep going
-    replay.publish(isolated_cfg, events[:half], progress=False)
-    replay.publish(isolated_cfg, [], progress=False, raw=[(k, v) for k, v, _, _ in bad])
-    replay.publish(isolated_cfg, events[half:], progress=False)
+    first, second = events[:half], events[half:]
+    edge = first[-1].event_time
+    # producer retries: the newest events of the first half again, same ids
+    duplicates = [e for e in first if e.event_time >= edge - 120_000][-N_DUPLICATES:]
+    # a day behind the stream: beyond the allowed lateness
+    late = [e._replace(event_id=f"late-{i}", event_time=e.event_time - DAY) for i, e in enumerate(first[-N_LATE:])]
+    bad = bad_records()
+    replay.publish(isolated_cfg, first, progress=False)
+    # let the job see the first half (its watermark moves on) before the late records arrive
+    assert len(collect(isolated_cfg, isolated_cfg.topic_predictions, half, timeout_s=300)) >= half
+    replay.publish(isolated_cfg, duplicates + late, progress=False, raw=[(k, v) for k, v, _, _ in bad])
+    replay.publish(isolated_cfg, second, progress=False)
+    published = first + duplicates + late + second
     preds = collect(isolated_cfg, isolated_cfg.topic_predictions, len(events), timeout_s=300, settle_s=6)
-    dead = collect(isolated_cfg, isolated_cfg.topic_dlq, len(bad), timeout_s=60, settle_s=2)
-    return events, bad, preds, dead
+    dead = collect(isolated_cfg, isolated_cfg.topic_dlq, len(bad) + len(duplicates), timeout_s=60, settle_s=2)
+    late_out = collect(isolated_cfg, isolated_cfg.topic_late, len(late), timeout_s=60, settle_s=2)
+    return dict(events=events, published=published, bad=bad, duplicates=duplicates, late=late,
+                preds=preds, dead=dead, late_out=late_out)
+
+
+def _decode(msgs, avsc):
+    codec = AvroCodec(avsc)
+    return [codec.decode(m.value()) for m in msgs]
+
+
+def test_every_record_ends_in_exactly_one_place(outcome):
+    o = outcome
+    n_in = len(o["events"]) + len(o["duplicates"]) + len(o["late"]) + len(o["bad"])
+    assert len(o["preds"]) + len(o["dead"]) + len(o["late_out"]) == n_in
 
 
 def test_every_valid_event_yields_exactly_one_prediction(isolated_cfg, outcome):
-    events, _, preds, _ = outcome
-    codec = AvroCodec(schemas.PREDICTION)
-    decoded = [codec.decode(m.value()) for m in preds]
+    events, preds = outcome["events"], outcome["preds"]
+    decoded = _decode(preds, schemas.PREDICTION)
     counts = collections.Counter(p["event_id"] for p in decoded)
     assert len(decoded) == len(events), f"{len(decoded)} predictions for {len(events)} events"
     assert set(counts) == {e.event_id for e in events}
@@ -47,25 +71,27 @@ def test_every_valid_event_yields_exactly_one_prediction(isolated_cfg, outcome):
     model_version = OnnxScorer(str(isolated_cfg.model_file), provider="cpu").model_version
     assert {p["model_version"] for p in decoded} == {model_version}
     assert all(0.0 <= p["score"] <= 1.0 for p in decoded)
+    assert {p["lifecycle"] for p in decoded} <= {"new", "active", "at-risk", "dormant"}
     # key = user id, so consumers get each user's predictions in order on one partition
-    assert all(m.key().decode() == codec.decode(m.value())["user_id"] for m in preds[:200])
+    assert all(m.key().decode() == p["user_id"] for m, p in zip(preds[:200], decoded, strict=False))
 
 
 def test_stream_scores_equal_offline_replay(isolated_cfg, outcome):
-    events, _, preds, _ = outcome
-    codec = AvroCodec(schemas.PREDICTION)
-    stream = {p["event_id"]: p["score"] for p in map(lambda m: codec.decode(m.value()), preds)}
-    rows = list(offline_replay(events))
-    x = np.asarray([feature_vector(*r) for r in rows], dtype=np.float32)
-    offline = OnnxScorer(str(isolated_cfg.model_file), provider="cpu").score(x)
-    diffs = [abs(stream[r[2].event_id] - s) for r, s in zip(rows, offline, strict=True)]
-    assert max(diffs) <= 1e-6
+    stream = {p["event_id"]: p["score"] for p in _decode(outcome["preds"], schemas.PREDICTION)}
+    settings = isolated_cfg.profile_settings()
+    ids, vectors = [], []
+    for r in replay_steps(outcome["published"], settings):
+        if r.outcome is Outcome.APPLIED:
+            ids.append(r.event.event_id)
+            vectors.append(feature_vector(r.before, r.state, r.event, settings))
+    offline = OnnxScorer(str(isolated_cfg.model_file), provider="cpu").score(np.asarray(vectors, dtype=np.float32))
+    assert len(ids) == len(stream)
+    assert max(abs(stream[i] - s) for i, s in zip(ids, offline, strict=True)) <= 1e-6
 
 
 def test_broken_records_land_in_dlq_with_reason(isolated_cfg, outcome):
-    _, bad, _, dead = outcome
-    codec = AvroCodec(schemas.DEAD_LETTER)
-    got = [codec.decode(m.value()) for m in dead]
+    got = [d for d in _decode(outcome["dead"], schemas.DEAD_LETTER) if d["reason"] != "duplicate_event"]
+    bad = outcome["bad"]
     assert len(got) == len(bad)
     by_payload = {(d["payload"] or b""): d for d in got}
     for key, value, reason, what in bad:
@@ -77,23 +103,43 @@ def test_broken_records_land_in_dlq_with_reason(isolated_cfg, outcome):
             assert d["reason"] == reason, f"{what}: {d['reason']} ({d['detail']})"
 
 
+def test_duplicates_counted_once_and_reported(outcome):
+    dups = [d for d in _decode(outcome["dead"], schemas.DEAD_LETTER) if d["reason"] == "duplicate_event"]
+    codec = AvroCodec(schemas.EVENT)
+    assert sorted(codec.decode(d["payload"])["event_id"] for d in dups) == sorted(
+        e.event_id for e in outcome["duplicates"]
+    )
+
+
+def test_late_events_go_to_the_late_topic_unchanged(outcome):
+    got = _decode(outcome["late_out"], schemas.EVENT)
+    assert sorted(g["event_id"] for g in got) == sorted(e.event_id for e in outcome["late"])
+    by_id = {e.event_id: e for e in outcome["late"]}
+    for g in got:
+        assert g["event_time"].timestamp() * 1000 == by_id[g["event_id"]].event_time
+
+
 def test_latest_profile_of_every_user_is_in_cassandra(isolated_cfg, outcome):
-    events = outcome[0]
-    final = {}
-    last_features = {}
-    for before, after, ev in offline_replay(events):
-        final[ev.user_id] = after
-        last_features[ev.user_id] = feature_vector(before, after, ev)
+    settings = isolated_cfg.profile_settings()
+    final, last_vec = {}, {}
+    for r in replay_steps(outcome["published"], settings):
+        if r.outcome is Outcome.APPLIED:
+            final[r.event.user_id] = profile_view(r.state, settings)
+            last_vec[r.event.user_id] = feature_vector(r.before, r.state, r.event, settings)
     store = CassandraStore(isolated_cfg)
     try:
         for user, expected in final.items():
             row = store.profile(user)
             assert row is not None, user
-            for k, v in expected.as_dict().items():
-                assert row[k] == v, (user, k)
-            assert np.allclose(row["features"], last_features[user], atol=1e-9), user
-        latest = store.predictions(events[-1].user_id, limit=1)[0]
-        assert latest["event_time"] == max(e.event_time for e in events if e.user_id == events[-1].user_id)
+            for k, v in expected.items():
+                got = row[k]
+                if isinstance(v, dict):
+                    assert dict(got or {}) == pytest.approx(v, abs=1e-9), (user, k)
+                elif isinstance(v, float):
+                    assert got == pytest.approx(v, abs=1e-9), (user, k)
+                else:
+                    assert got == v, (user, k)
+            assert np.allclose(row["features"], last_vec[user], atol=1e-9, rtol=0), user
     finally:
         store.close()
 

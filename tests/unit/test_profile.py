@@ -1,91 +1,280 @@
 """Table-driven tests of the pure profile core (Bytewax/Quix style: state, event -> state)."""
 
+import math
+import random
+
 import pytest
 
 from udfs.features import FEATURE_NAMES, feature_dict, feature_vector
 from udfs.profile import (
+    NO_WATERMARK,
     Event,
-    Profile,
+    Outcome,
     StateVersionError,
     apply_event,
+    current_session,
     decode_profile,
     encode_profile,
+    is_expired,
+    lifecycle,
+    profile_view,
+    prune,
     replay,
+    replay_steps,
+    step,
+    top_categories,
+    value_tier,
+    window_aggregates,
 )
+from udfs.settings import ProfileSettings
 
+S = ProfileSettings()
+M = 60_000
 H = 3_600_000
+D = 86_400_000
+T0 = 1_511_568_000_000  # 2017-11-25 00:00 UTC, a tile boundary
 
 
-def ev(t, kind="view", user="u1", eid=None, price=None, qty=None):
-    return Event(eid or f"e{t}-{kind}", user, kind, "item", "cat", price, qty, t, None, None)
+def ev(t, kind="view", user="u1", eid=None, price=None, qty=None, cat="c1", item="i1"):
+    return Event(eid or f"e{t}-{kind}-{cat}-{item}", user, kind, item, cat, price, qty, T0 + t, None, None)
 
 
+def build(events, s=S):
+    p = None
+    for e in events:
+        p = apply_event(p, e, s)
+    return p
+
+
+# --- lifetime counters -----------------------------------------------------------------------
 @pytest.mark.parametrize(
     "events, expected",
     [
-        ([ev(0)], dict(n_events=1, n_view=1, first_seen=0, last_seen=0)),
-        ([ev(0), ev(H, "cart")], dict(n_events=2, n_view=1, n_cart=1, last_seen=H)),
+        ([ev(0)], dict(n_events=1, n_view=1, first_seen=T0, last_seen=T0)),
+        ([ev(0), ev(H, "cart")], dict(n_events=2, n_view=1, n_cart=1, last_seen=T0 + H)),
         ([ev(0, "fav"), ev(5, "fav")], dict(n_fav=2, n_events=2)),
-        # out of order: first/last seen are min/max of event times, not arrival order
-        ([ev(10 * H), ev(2 * H)], dict(first_seen=2 * H, last_seen=10 * H)),
-        ([ev(0, "purchase", price=2.5, qty=4)], dict(n_purchase=1, spend=10.0, last_purchase_time=0)),
-        ([ev(0, "purchase")], dict(n_purchase=1, spend=0.0)),  # no price: counted, no money
-        ([ev(0, "purchase", price=3.0)], dict(spend=3.0)),  # no quantity means one item
-        ([ev(5 * H, "purchase"), ev(1 * H, "purchase")], dict(last_purchase_time=5 * H)),
+        ([ev(10 * H), ev(2 * H)], dict(first_seen=T0 + 2 * H, last_seen=T0 + 10 * H)),  # out of order
+        ([ev(0, "purchase", price=2.5, qty=4)], dict(n_purchase=1, spend=10.0, items=4, last_purchase_time=T0)),
+        ([ev(0, "purchase")], dict(n_purchase=1, spend=0.0, items=1)),  # no price: counted, no money
+        ([ev(5 * H, "purchase"), ev(1 * H, "purchase")], dict(last_purchase_time=T0 + 5 * H)),
         ([ev(0), ev(1, eid="x")], dict(last_event_id="x")),
     ],
 )
-def test_apply_event(events, expected):
-    p = None
-    for e in events:
-        p = apply_event(p, e)
+def test_lifetime_counters(events, expected):
+    p = build(events)
     for k, v in expected.items():
         assert getattr(p, k) == v, k
 
 
-def test_apply_event_does_not_mutate_input():
-    p0 = apply_event(None, ev(0))
-    apply_event(p0, ev(1, "cart"))
-    assert p0.n_cart == 0 and p0.n_events == 1
+def test_version_is_monotonic_and_above_any_earlier_profile():
+    p = build([ev(0)])
+    v1 = p.version
+    apply_event(p, ev(-M))  # older event: last_seen unchanged, version still grows
+    assert p.version == v1 + 1
+    assert build([ev(D)]).version > v1  # a fresh profile after expiry writes with a newer timestamp
 
 
-def test_state_roundtrip_and_version_byte():
-    p = Profile("u1", 1, 2, 3, 1, 1, 0, 1, 9.5, 2, "e")
-    data = encode_profile(p)
-    assert data[0] == 1
-    assert decode_profile(data) == p
+# --- windows over tiles ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "events, at, key, value",
+    [
+        ([ev(0), ev(10 * M)], 10 * M, "n_view_1h", 2.0),
+        # the event 1h earlier is in a tile that left the 1h window (tiles (end-1h, end])
+        ([ev(0), ev(H)], H, "n_view_1h", 1.0),
+        ([ev(0), ev(H - 5 * M)], H - 5 * M, "n_view_1h", 2.0),  # 11 tiles back: still inside
+        ([ev(0), ev(H)], H, "n_view_24h", 2.0),
+        ([ev(0), ev(D)], D, "n_view_24h", 1.0),
+        ([ev(0), ev(D)], D, "n_view_7d", 2.0),
+        ([ev(0), ev(7 * D)], 7 * D, "n_view_7d", 1.0),
+        # an event later than `at` is not in the window that ends at `at`'s tile
+        ([ev(0), ev(30 * M)], 0, "n_view_1h", 1.0),
+        # same tile (5 min): a later event in the same tile counts (exact at tile granularity)
+        ([ev(0), ev(4 * M)], 0, "n_view_1h", 2.0),
+        ([ev(0, "purchase", price=2.0, qty=3), ev(M, "purchase", price=1.0)], M, "spend_1h", 7.0),
+        ([ev(0, "purchase", price=2.0, qty=3), ev(M, "purchase", price=1.0)], M, "items_1h", 4.0),
+        ([ev(0, cat="a"), ev(M, cat="b"), ev(2 * M, cat="a")], 2 * M, "distinct_categories_1h", 2.0),
+        ([ev(0, item="a"), ev(6 * M, item="a")], 6 * M, "distinct_items_1h", 1.0),  # across tiles
+        ([ev(0, "cart"), ev(M, "fav"), ev(2 * M, "purchase")], 2 * M, "n_cart_1h", 1.0),
+    ],
+)
+def test_window_aggregates(events, at, key, value):
+    assert window_aggregates(build(events), T0 + at)[key] == value
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x02abc", b"\x00"])
+def test_out_of_order_event_lands_in_its_own_tile():
+    in_order = build([ev(0), ev(10 * M), ev(50 * M)])
+    shuffled = build([ev(0), ev(50 * M), ev(10 * M)])
+    assert sorted(in_order.tiles) == sorted(shuffled.tiles)
+    assert window_aggregates(in_order, T0 + 50 * M) == window_aggregates(shuffled, T0 + 50 * M)
+
+
+# --- decayed interests ---------------------------------------------------------------------------
+def test_interest_halves_after_one_half_life():
+    p = build([ev(0, cat="a"), ev(S.interest_half_life_ms, cat="b")])
+    assert p.interests["a"] == pytest.approx(0.5)
+    assert p.interests["b"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kind, weight", [("view", 1.0), ("cart", 3.0), ("fav", 2.0), ("purchase", 5.0)])
+def test_interest_weights_by_event_type(kind, weight):
+    assert build([ev(0, kind, cat="a")]).interests["a"] == weight
+
+
+def test_interests_are_order_independent_and_top_k():
+    events = [ev(i * H, kind, cat=c) for i, (kind, c) in enumerate(
+        [("view", "a"), ("cart", "b"), ("view", "a"), ("purchase", "c"), ("view", "b")])]
+    a = build(events)
+    b = build([events[i] for i in (4, 2, 0, 3, 1)])
+    for c in a.interests:
+        assert math.isclose(a.interests[c], b.interests[c], rel_tol=1e-12)
+    top = top_categories(a, 2)
+    assert list(top) == ["c", "b"] and sum(top.values()) < 1.0
+
+
+def test_interest_categories_are_bounded():
+    s = ProfileSettings(interest_max_categories=3)
+    p = build([ev(i * M, cat=f"c{i}") for i in range(10)], s)
+    assert len(p.interests) == 3 and "c9" in p.interests
+
+
+# --- sessions ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "times, events, start",
+    [
+        ([0], 1, 0),
+        ([0, 10, 20], 3, 0),
+        ([0, 31], 1, 31),  # gap > 30 min: new session
+        ([0, 30], 2, 0),  # gap == 30 min: same session
+        ([0, 40, 20], 3, 0),  # a late event bridges two runs into one session
+        ([0, 31, 29], 3, 0),  # within lateness: same result as sorted input
+    ],
+)
+def test_sessions(times, events, start):
+    p = build([ev(t * M, item=f"i{t}") for t in times])
+    sess = current_session(p)
+    assert (sess.events, sess.start - T0) == (events, start * M)
+    assert sess.distinct_items == events
+
+
+# --- lateness, duplicates, expiry ------------------------------------------------------------------
+def test_duplicate_changes_nothing():
+    p = build([ev(0, eid="x")])
+    before = encode_profile(p)
+    r = step(p, ev(5 * M, eid="x"), NO_WATERMARK)
+    assert r.outcome is Outcome.DUPLICATE and encode_profile(r.state) == before
+
+
+@pytest.mark.parametrize("t, watermark, outcome", [
+    (0, -1, Outcome.APPLIED), (0, 0, Outcome.LATE), (0, 1, Outcome.LATE), (10, 0, Outcome.APPLIED)])
+def test_lateness_is_judged_against_the_watermark(t, watermark, outcome):
+    p = build([ev(100 * M)])
+    assert step(p, ev(t), T0 + watermark).outcome is outcome
+
+
+def test_replay_routes_events_beyond_lateness_to_late():
+    events = [ev(0), ev(60 * M), ev(56 * M), ev(54 * M)]  # 4 and 6 min behind the max; bound 5 min
+    outcomes = [r.outcome for r in replay_steps(events)]
+    assert outcomes == [Outcome.APPLIED, Outcome.APPLIED, Outcome.APPLIED, Outcome.LATE]
+
+
+def test_duplicate_memory_is_bounded_by_the_watermark():
+    p = build([ev(i * M, eid=f"e{i}") for i in range(100)])
+    prune(p, T0 + 90 * M, S)
+    assert set(p.seen_ids) == {f"e{i}" for i in range(91, 100)}
+
+
+def test_expiry():
+    p = build([ev(0)])
+    assert not is_expired(p, T0 + S.idle_expiry_ms - 1)
+    assert is_expired(p, T0 + S.idle_expiry_ms)
+
+
+# --- tags ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("first, last, as_of, stage", [
+    (0, 0, D, "new"), (0, 10 * D, 10 * D, "active"), (0, 10 * D, 18 * D, "at-risk"), (0, 10 * D, 41 * D, "dormant")])
+def test_lifecycle(first, last, as_of, stage):
+    p = build([ev(first), ev(last)])
+    assert lifecycle(p, T0 + as_of) == stage
+
+
+@pytest.mark.parametrize("purchases, price, as_of, tier", [
+    (0, None, 0, "none"), (1, None, 0, "low"), (2, None, 0, "medium"), (5, None, 0, "high"),
+    (1, 600.0, 0, "high"), (1, 150.0, 0, "medium"), (5, None, 60 * D, "low")])
+def test_value_tier(purchases, price, as_of, tier):
+    p = build([ev(0)] + [ev(i * M + 1, "purchase", price=price) for i in range(purchases)])
+    assert value_tier(p, T0 + as_of) == tier
+
+
+# --- pruning never changes a future feature ----------------------------------------------------------
+def test_pruning_is_invisible_to_features():
+    rng = random.Random(7)
+    events = sorted((ev(rng.randrange(0, 20 * D), rng.choice(["view", "cart", "fav", "purchase"]),
+                        cat=f"c{rng.randrange(8)}", item=f"i{rng.randrange(40)}", price=1.0) for _ in range(400)),
+                    key=lambda e: e.event_time)
+    pruned = [feature_vector(*r) for r in replay(events)]
+    unpruned = [feature_vector(r.before, r.state, r.event) for r in replay_steps(events, watermarks=False)]
+    assert pruned == unpruned
+
+
+def test_sorted_and_shuffled_within_lateness_give_the_same_profile():
+    rng = random.Random(3)
+    events = sorted((ev(rng.randrange(0, 3 * D), rng.choice(["view", "cart", "purchase"]), cat=f"c{rng.randrange(5)}",
+                        item=f"i{rng.randrange(30)}", price=2.0, eid=f"e{i}") for i in range(300)),
+                    key=lambda e: (e.event_time, e.event_id))
+    # shuffle: move each event back by up to 4 minutes of event time (inside the 5 min bound)
+    shuffled = sorted(events, key=lambda e: e.event_time + rng.randrange(0, 4 * M))
+    a = [r for r in replay_steps(events)][-1].state
+    b = [r for r in replay_steps(shuffled)]
+    assert all(r.outcome is Outcome.APPLIED for r in b)
+    b = b[-1].state
+    va, vb = profile_view(a), profile_view(b)
+    for k in va:
+        if isinstance(va[k], float):
+            assert va[k] == pytest.approx(vb[k], abs=1e-9), k
+        elif isinstance(va[k], dict):
+            assert va[k].keys() == vb[k].keys() and all(abs(va[k][x] - vb[k][x]) < 1e-9 for x in va[k]), k
+        elif k != "last_event_id":
+            assert va[k] == vb[k], k
+
+
+# --- state codec -------------------------------------------------------------------------------------
+def test_state_roundtrip_keeps_everything():
+    p = build([ev(0, "purchase", price=2.0, qty=2, cat="a"), ev(10 * M, "cart", cat="b", item="i2")])
+    q = decode_profile(encode_profile(p))
+    assert q == p
+    assert encode_profile(p)[0] == 2
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x01abc", b"\x03", b"\x00"])
 def test_unreadable_state_fails_loudly(blob):
     with pytest.raises(StateVersionError):
         decode_profile(blob)
 
 
+# --- features -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "events, feature, value",
     [
         ([ev(0)], "n_events", 1.0),
         ([ev(0)], "log_secs_since_prev_event", 0.0),
-        ([ev(0), ev(H)], "log_secs_since_prev_event", pytest.approx(8.18899, abs=1e-4)),  # log1p(3600)
+        ([ev(0), ev(H)], "log_secs_since_prev_event", pytest.approx(math.log1p(3600), abs=1e-12)),
         ([ev(0, "purchase"), ev(H)], "has_purchased_before", 1.0),
         ([ev(0, "purchase")], "has_purchased_before", 0.0),  # the current event is not "before"
         ([ev(0, "cart")], "ev_cart", 1.0),
         ([ev(0, "cart"), ev(1, "purchase")], "cart_to_purchase", 0.5),
         ([ev(13 * H)], "hour_of_day_utc", 13.0),
+        ([ev(0, cat="a"), ev(M, cat="a")], "interest_event_category_share", 1.0),
+        ([ev(0), ev(M, item="i2")], "session_distinct_items", 2.0),
     ],
 )
 def test_features(events, feature, value):
-    before = None
-    for e in events[:-1]:
-        before = apply_event(before, e)
-    last = events[-1]
-    assert feature_dict(before, apply_event(before, last), last)[feature] == value
+    rows = list(replay_steps(events))
+    last = rows[-1]
+    assert feature_dict(last.before, last.state, last.event)[feature] == value
 
 
-def test_replay_keeps_users_apart_and_matches_stepwise():
-    events = [ev(0, user="a"), ev(1, "cart", user="b"), ev(2, "purchase", user="a")]
-    rows = list(replay(events))
-    assert rows[1][0] is None  # b's first event sees no state of a
-    assert rows[2][1].n_events == 2 and rows[2][1].n_purchase == 1
-    assert len(feature_vector(*rows[2])) == len(FEATURE_NAMES)
+def test_feature_vector_order_and_length():
+    r = list(replay_steps([ev(0)]))[-1]
+    vec = feature_vector(r.before, r.state, r.event)
+    d = feature_dict(r.before, r.state, r.event)
+    assert len(vec) == len(FEATURE_NAMES) and vec == [d[n] for n in FEATURE_NAMES]

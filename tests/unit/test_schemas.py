@@ -18,13 +18,20 @@ def test_profile_state_matches_avro():
     assert [f.name for f in fields(Profile)] == schemas.field_names(schemas.PROFILE_STATE)
 
 
-def test_cql_profiles_columns_are_profile_state_plus_scoring():
+def test_cql_profiles_columns_are_profile_view_plus_scoring():
     cols = schemas.cql_columns("profiles")
-    state = schemas.field_kinds(schemas.PROFILE_STATE)
-    assert list(cols)[: len(state)] == [name for name, _, _ in state]
-    for name, base, _ in state:
+    view = schemas.field_kinds(schemas.PROFILE_VIEW)
+    assert list(cols)[: len(view)] == [name for name, _, _ in view]
+    for name, base, _ in view:
         assert cols[name] == schemas.AVRO_TO_CQL[base], name
-    assert list(cols)[len(state):] == ["features", "score", "model_version"]
+    assert list(cols)[len(view):] == ["features", "score", "model_version"]
+
+
+def test_profile_view_function_matches_its_schema():
+    from udfs.profile import profile_view
+
+    ev = Event("e1", "u1", "purchase", "i", "c", 2.0, 1, 1_000, None, None)
+    assert list(profile_view(apply_event(None, ev))) == schemas.field_names(schemas.PROFILE_VIEW)
 
 
 def test_cql_predictions_columns_match_prediction_avro():
@@ -38,7 +45,7 @@ def test_cql_predictions_columns_match_prediction_avro():
 def test_flink_row_types_match_avro():
     from flink_jobs.types import prediction_type, row_type, scored_type
 
-    for avsc in (schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER):
+    for avsc in (schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER, schemas.PROFILE_VIEW):
         assert row_type(avsc).get_field_names() == schemas.field_names(avsc)
     assert prediction_type().get_field_names() == schemas.field_names(schemas.PREDICTION)
     assert scored_type().get_field_names()[: len(schemas.field_names(schemas.PREDICTION))] == schemas.field_names(
@@ -50,10 +57,10 @@ def test_prediction_row_is_in_avro_order():
     from flink_jobs.operators import prediction_row
 
     ev = Event("e1", "u1", "cart", "i", "c", None, None, 1_000, None, None)
-    row = prediction_row(ev, 0.25, "m1", 2_000)
+    row = prediction_row(ev, 0.25, {"lifecycle": "new", "value_tier": "none"}, "m1", 2_000, [])
     assert dict(zip(schemas.field_names(schemas.PREDICTION), row, strict=True)) == {
-        "user_id": "u1", "event_id": "e1", "event_type": "cart", "event_time": 1_000,
-        "score": 0.25, "model_version": "m1", "scored_at": 2_000,
+        "user_id": "u1", "event_id": "e1", "event_type": "cart", "event_time": 1_000, "score": 0.25,
+        "lifecycle": "new", "value_tier": "none", "model_version": "m1", "scored_at": 2_000, "features": [],
     }
 
 
@@ -63,15 +70,19 @@ def test_feature_dict_covers_exactly_the_declared_features():
     assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
 
 
-@pytest.mark.parametrize("avsc", [schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER, schemas.PROFILE_STATE])
+@pytest.mark.parametrize(
+    "avsc", [schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER, schemas.PROFILE_STATE, schemas.PROFILE_VIEW]
+)
 def test_avro_schemas_parse(avsc):
     import fastavro
 
     fastavro.parse_schema(schemas.avro(avsc))
 
 
-def test_event_types_have_profile_counters():
-    p = Profile(user_id="u", first_seen=0, last_seen=0)
+def test_event_types_have_profile_counters_and_interest_weights():
+    from udfs.settings import ProfileSettings
+
     for t in schemas.event_types():
         ev = Event("e", "u", t, "i", "c", 1.0, 1, 0, None, None)
-        assert apply_event(p, ev).n_events == 1
+        assert apply_event(None, ev).n_events == 1
+        assert t in ProfileSettings().interest_weights

@@ -3,7 +3,9 @@ package dev.profileengine.glue;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.List;
+import java.util.stream.Collectors;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericDatumWriter;
@@ -48,6 +50,10 @@ public class AvroRowSerializer implements SerializationSchema<Row> {
       Object v = row.getField(f.pos());
       if (v instanceof byte[]) {
         v = ByteBuffer.wrap((byte[]) v);
+      } else if (v instanceof Object[]) {
+        v = Arrays.asList((Object[]) v);
+      } else if (v instanceof double[]) {
+        v = Arrays.stream((double[]) v).boxed().collect(Collectors.toList());
       }
       rec.put(f.pos(), v);
     }

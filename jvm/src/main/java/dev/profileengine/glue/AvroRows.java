@@ -50,6 +50,13 @@ public final class AvroRows {
         return Types.BOOLEAN;
       case BYTES:
         return Types.PRIMITIVE_ARRAY(Types.BYTE);
+      case ARRAY:
+        if (nonNull(nonNull(s).getElementType()).getType() == Schema.Type.DOUBLE) {
+          return org.apache.flink.api.common.typeinfo.BasicArrayTypeInfo.DOUBLE_ARRAY_TYPE_INFO;
+        }
+        throw new IllegalArgumentException("only arrays of double are supported: " + s);
+      case MAP:
+        return Types.MAP(Types.STRING, flinkType(nonNull(s).getValueType()));
       default:
         throw new IllegalArgumentException("unsupported Avro type in row schema: " + s);
     }

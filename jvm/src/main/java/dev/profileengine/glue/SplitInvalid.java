@@ -7,15 +7,20 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
-/** Valid rows continue as plain events (the fields of user_event.avsc, in order); rejected rows
- * leave through the DLQ side output as rows of dead_letter.avsc. Stateless, JVM only. */
+/** Valid rows continue as (user_id, event) pairs, the event being a row of user_event.avsc: the
+ * shape PyFlink's keyed operators read, so the key is extracted here in the JVM and no Python
+ * operator runs before the keyBy. Rejected rows leave through the DLQ side output as rows of
+ * dead_letter.avsc. Stateless, JVM only. */
 public class SplitInvalid extends ProcessFunction<Row, Row> {
   private static final long serialVersionUID = 1L;
   private final int nEventFields;
+  private final int userIndex;
   private final OutputTag<Row> dlqTag;
 
   public SplitInvalid(String eventSchemaJson, String deadLetterSchemaJson) {
-    this.nEventFields = AvroRows.parse(eventSchemaJson).getFields().size();
+    Schema event = AvroRows.parse(eventSchemaJson);
+    this.nEventFields = event.getFields().size();
+    this.userIndex = AvroRows.fieldIndex(event, "user_id");
     this.dlqTag = dlqTag(deadLetterSchemaJson);
   }
 
@@ -25,6 +30,11 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
 
   public static RowTypeInfo eventType(String eventSchemaJson) {
     return AvroRows.rowType(AvroRows.parse(eventSchemaJson));
+  }
+
+  /** Type of the main output: Row(f0 = user_id, f1 = event row). */
+  public static RowTypeInfo keyedEventType(String eventSchemaJson) {
+    return new RowTypeInfo(org.apache.flink.api.common.typeinfo.Types.STRING, eventType(eventSchemaJson));
   }
 
   public OutputTag<Row> getDlqTag() {
@@ -39,7 +49,7 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
       for (int i = 0; i < n; i++) {
         event.setField(i, row.getField(i));
       }
-      out.collect(event);
+      out.collect(Row.of(row.getField(userIndex), event));
     } else {
       // dead_letter.avsc order: reason, detail, source_topic, source_partition, source_offset,
       // source_timestamp, key, payload; the same order as EventDeserializer.EXTRA_NAMES.
