@@ -44,10 +44,23 @@ render() {
     printf '%s\n' "$PE_FLINK_REST_HOST" >"$FLINK_CONF_DIR/workers"
 }
 
+# Thread mode imports the job's Python modules once per TaskManager process and keeps them, so a
+# TaskManager started before a code change would run the old code: fingerprint what it runs.
+code_hash() {
+    (cd "$PE_ROOT" && cat flink_jobs/*.py udfs/*.py schemas/* deploy/taskmanager_python/*.py | sha256sum | cut -c1-16)
+}
+
 start() {
     if healthy; then
-        log "already running: $PE_FLINK_REST_URL"
-        return 0
+        if [[ "$(cat "$PE_RUN_PATH/flink/code.sha" 2>/dev/null)" == "$(code_hash)" ]]; then
+            log "already running: $PE_FLINK_REST_URL"
+            return 0
+        fi
+        log "the job's Python code changed since the TaskManager started; restarting Flink"
+        stop
+    elif pgrep -f "$FLINK_CONF_DIR" >/dev/null; then
+        log "a half-alive cluster is around (e.g. a TaskManager died); restarting Flink"
+        stop
     fi
     render
     log "starting JobManager + TaskManager (FLINK_HOME=$FLINK_HOME)"
@@ -67,6 +80,7 @@ start() {
         fi
         sleep 1
     done
+    code_hash >"$PE_RUN_PATH/flink/code.sha"
     log "healthy: web UI at $PE_FLINK_REST_URL"
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from cassandra import ConsistencyLevel
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
 PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
+# the profile row also keeps the latest scores: these columns are copied from the prediction
+PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 
 
 def connect(cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0) -> tuple[Cluster, Session]:
@@ -53,9 +55,10 @@ def create_schema(cfg: Config) -> None:
 class CassandraStore:
     """Writes of the job (one instance per operator) and reads of the CLIs and tests."""
 
-    def __init__(self, cfg: Config, max_retries: int = 8) -> None:
+    def __init__(self, cfg: Config, max_retries: int = 8, on_retry: Callable[[], None] = lambda: None) -> None:
         self.cfg = cfg
         self.max_retries = max_retries
+        self.on_retry = on_retry
         self.cluster, self.session = connect(cfg, cfg.cassandra_keyspace)
         cl = ConsistencyLevel.name_to_value[cfg.cassandra_consistency.upper()]
         ks = cfg.cassandra_keyspace
@@ -83,8 +86,7 @@ class CassandraStore:
         """Upsert the profile view and insert the prediction concurrently; retry with backoff, then
         raise (the job restarts from its last checkpoint and replays: idempotent, nothing lost)."""
         prof_row = dict(view)
-        prof_row.update(features=list(features), score=prediction["score"],
-                        model_version=prediction["model_version"])
+        prof_row.update(features=list(features), **{k: prediction[k] for k in PROFILE_SCORING_COLUMNS})
         prof_values = [prof_row[c] for c in PROFILE_COLUMNS] + [int(version)]
         pred_values = [prediction[c] for c in PREDICTION_COLUMNS] + [int(prediction["event_time"]) * 1000]
         delay = 0.1
@@ -99,6 +101,7 @@ class CassandraStore:
                 if attempt == self.max_retries:
                     raise
                 self.retries += 1
+                self.on_retry()
                 log.warning("cassandra write failed (attempt %d): %s; retrying in %.1fs", attempt + 1, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -78,6 +78,7 @@ class Config:
     # --- Model -----------------------------------------------------------------------------------
     emit_features: bool = _doc("put each prediction's feature vector into it (feature logging)", default=False)
     model_path: str = _doc("ONNX model the job scores with", default="artifacts/propensity.onnx")
+    segments_path: str = _doc("ONNX k-means segment model; empty: segments.onnx next to model_path", default="")
     onnx_provider: str = _doc("auto | cuda | cpu", default="auto")
     # --- Paths -----------------------------------------------------------------------------------
     run_dir: str = _doc("all runtime state, logs and downloads (git-ignored)", default=".run")
@@ -122,6 +123,10 @@ class Config:
     @property
     def model_file(self) -> Path:
         return self.path(self.model_path)
+
+    @property
+    def segments_file(self) -> Path:
+        return self.path(self.segments_path) if self.segments_path else self.model_file.parent / "segments.onnx"
 
     @property
     def taobao_dir(self) -> Path:

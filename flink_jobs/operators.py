@@ -8,7 +8,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from pyflink.common import Row
@@ -32,6 +32,7 @@ from udfs.profile import (
     step,
 )
 from udfs.scorer import OnnxScorer  # noqa: I001 - see below
+from udfs.segmenter import OnnxSegmenter
 
 # onnxruntime is imported with this module, i.e. before any operator opens: importing its C
 # extension inside open(), after the Cassandra driver has started its event-loop threads in the same
@@ -56,13 +57,18 @@ def _from_state(text: str) -> bytes:
     return text.encode("latin-1")
 
 
+class Scores(NamedTuple):
+    """What the models said about one profile."""
+
+    score: float
+    model_version: str
+    segment: int
+    segment_name: str
+    segment_model_version: str
+
+
 def prediction_row(
-    ev: Event,
-    score: float,
-    view: dict[str, Any],
-    model_version: str,
-    scored_at: int,
-    features: Optional[list[float]] = None,
+    ev: Event, scores: Scores, view: dict[str, Any], scored_at: int, features: list[float]
 ) -> list[Any]:
     """Values in the order of schemas/prediction.avsc."""
     pred = {
@@ -70,10 +76,13 @@ def prediction_row(
         "event_id": ev.event_id,
         "event_type": ev.event_type,
         "event_time": ev.event_time,
-        "score": score,
+        "score": scores.score,
         "lifecycle": view["lifecycle"],
         "value_tier": view["value_tier"],
-        "model_version": model_version,
+        "segment": scores.segment,
+        "segment_name": scores.segment_name,
+        "model_version": scores.model_version,
+        "segment_model_version": scores.segment_model_version,
         "scored_at": scored_at,
         "features": features,
     }
@@ -99,14 +108,18 @@ class ProfileFunction(KeyedProcessFunction):
         # written through), rebuilt from state after any restart because open() runs again.
         self.cache: OrderedDict[str, Profile] = OrderedDict()
         self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
-        self.model_version = self.scorer.model_version
+        self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)
         group = runtime_context.get_metrics_group().add_group("profile_engine")
         self.m_events = group.counter("events_applied")
         self.m_late = group.counter("events_late")
         self.m_duplicates = group.counter("events_duplicate")
         self.m_expired = group.counter("profiles_expired")
-        group.gauge("onnx_provider_is_cuda", lambda: int(self.scorer.provider.startswith("CUDA")))
-        log.info("profile operator: model %s on %s", self.model_version, self.scorer.provider)
+        # Counters only: a Python gauge is read by Flink's metric thread, which calls into the
+        # embedded interpreter from outside the task thread and crashed the TaskManager (SIGSEGV in
+        # take_gil). 1 = this subtask scores on CUDA.
+        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
+        log.info("profile operator: %s and %s on %s", self.scorer.model_version, self.segmenter.model_version,
+                 self.scorer.provider)
 
     # --- state access -------------------------------------------------------------------------
     def _load(self, user: str) -> Optional[Profile]:
@@ -157,13 +170,12 @@ class ProfileFunction(KeyedProcessFunction):
             return
         p = result.state
         vector = feats.feature_vector(result.before, p, ev, self.settings)
-        score = float(self.scorer.score(np.asarray([vector], dtype=np.float32))[0])
+        scores = self._score(vector)
         self._save(ev.user_id, p)
         self._set_timers(ctx, p, result.before.last_seen if result.before else None)
         self.m_events.inc()
         view = profile_view(p, self.settings)
-        values = prediction_row(ev, score, view, self.model_version, int(time.time() * 1000),
-                                vector if self.cfg.emit_features else [])
+        values = prediction_row(ev, scores, view, int(time.time() * 1000), vector if self.cfg.emit_features else [])
         yield Row(*values, json.dumps({"version": p.version, "view": view, "features": vector}))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
@@ -185,6 +197,17 @@ class ProfileFunction(KeyedProcessFunction):
             )
         return
         yield  # a generator: PyFlink iterates the result of on_timer
+
+    def _score(self, vector: list[float]) -> Scores:
+        x = np.asarray([vector], dtype=np.float32)
+        segment = int(self.segmenter.assign(x)[0])
+        return Scores(
+            float(self.scorer.score(x)[0]),
+            self.scorer.model_version,
+            segment,
+            self.segmenter.name_of(segment),
+            self.segmenter.model_version,
+        )
 
     def _duplicate_row(self, ev: Event) -> Row:
         from udfs.avro import encode_event
@@ -212,10 +235,9 @@ class CassandraWriter(MapFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         from flink_jobs.cassandra_store import CassandraStore
 
-        self.store = CassandraStore(self.cfg)
         group = runtime_context.get_metrics_group().add_group("profile_engine")
         self.written = group.counter("cassandra_writes")
-        group.gauge("cassandra_retries", lambda: self.store.retries)
+        self.store = CassandraStore(self.cfg, on_retry=group.counter("cassandra_retries").inc)
 
     def map(self, value: Row) -> Row:
         n = len(PREDICTION_FIELDS)

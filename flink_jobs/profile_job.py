@@ -93,11 +93,15 @@ def environment(cfg: Config) -> StreamExecutionEnvironment:
 def check_model(cfg: Config) -> None:
     """Fail at submission, not in the TaskManager, when the model does not fit the job."""
     from udfs.scorer import OnnxScorer
+    from udfs.segmenter import OnnxSegmenter
 
-    if not cfg.model_file.exists():
-        raise SystemExit(f"model {cfg.model_file} not found: run `python -m model_export.train`")
-    scorer = OnnxScorer(str(cfg.model_file), provider="cpu")
-    logging.info("model %s matches the %d features of the job", scorer.model_version, len(FEATURE_NAMES))
+    for path in (cfg.model_file, cfg.segments_file):
+        if not path.exists():
+            raise SystemExit(f"model {path} not found: run `python -m model_export.train`")
+    scorer = OnnxScorer(str(cfg.model_file), provider="cpu")  # raises ModelMismatchError on drift
+    segmenter = OnnxSegmenter(str(cfg.segments_file), provider="cpu")
+    logging.info("models %s and %s match the %d features of the job", scorer.model_version,
+                 segmenter.model_version, len(FEATURE_NAMES))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

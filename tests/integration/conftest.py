@@ -4,6 +4,7 @@ data, and its own job, cancelled afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,33 +27,51 @@ def _stack_up(cfg: Config) -> None:
         pytest.fail(f"the local stack is not up ({exc}); run `make test` or `make up` first")
 
 
-@pytest.fixture(scope="module")
-def isolated_cfg() -> Iterator[Config]:
+@contextlib.contextmanager
+def isolated(**overrides: object) -> Iterator[Config]:
+    """A config with its own topics, consumer group and keyspace, created now, dropped after."""
     base = Config.from_env()
     _stack_up(base)
     tag = uuid.uuid4().hex[:8]
-    cfg = Config.from_env(
-        overrides=dict(
-            topic_events=f"it-{tag}-user-events",
-            topic_predictions=f"it-{tag}-user-predictions",
-            topic_dlq=f"it-{tag}-user-events-dlq",
-            topic_late=f"it-{tag}-user-events-late",
-            consumer_group=f"it-{tag}",
-            cassandra_keyspace=f"it_{tag}",
-            checkpoint_interval_ms=2000,
-        )
+    values: dict[str, object] = dict(
+        topic_events=f"it-{tag}-user-events",
+        topic_predictions=f"it-{tag}-user-predictions",
+        topic_dlq=f"it-{tag}-user-events-dlq",
+        topic_late=f"it-{tag}-user-events-late",
+        consumer_group=f"it-{tag}",
+        cassandra_keyspace=f"it_{tag}",
+        checkpoint_interval_ms=2000,
     )
+    values.update(overrides)
+    cfg = Config.from_env(overrides=values)
     create_topics(cfg)
     create_schema(cfg)
-    yield cfg
-    admin(cfg).delete_topics(all_topics(cfg), operation_timeout=30)
+    try:
+        yield cfg
+    finally:
+        admin(cfg).delete_topics(all_topics(cfg), operation_timeout=30)
+
+
+@contextlib.contextmanager
+def job(cfg: Config) -> Iterator[str]:
+    """The profile job submitted with ``cfg``; cancelled afterwards."""
+    job_id = submit.submit(cfg)
+    try:
+        yield job_id
+    finally:
+        try:
+            submit.cancel(cfg, job_id)
+        except Exception as exc:  # report, but let the test result stand
+            print(f"cancel of {job_id} failed: {exc}")
+
+
+@pytest.fixture(scope="module")
+def isolated_cfg() -> Iterator[Config]:
+    with isolated() as cfg:
+        yield cfg
 
 
 @pytest.fixture(scope="module")
 def running_job(isolated_cfg: Config) -> Iterator[str]:
-    job_id = submit.submit(isolated_cfg)
-    yield job_id
-    try:
-        submit.cancel(isolated_cfg, job_id)
-    except Exception as exc:  # report, but let the test result stand
-        print(f"cancel of {job_id} failed: {exc}")
+    with job(isolated_cfg) as job_id:
+        yield job_id

@@ -17,6 +17,7 @@ from udfs import schemas
 from udfs.features import feature_vector
 from udfs.profile import Outcome, profile_view, replay_steps
 from udfs.scorer import OnnxScorer
+from udfs.segmenter import OnnxSegmenter
 
 from .bad_records import ANY, bad_records
 
@@ -72,6 +73,10 @@ def test_every_valid_event_yields_exactly_one_prediction(isolated_cfg, outcome):
     assert {p["model_version"] for p in decoded} == {model_version}
     assert all(0.0 <= p["score"] <= 1.0 for p in decoded)
     assert {p["lifecycle"] for p in decoded} <= {"new", "active", "at-risk", "dormant"}
+    segmenter = OnnxSegmenter(str(isolated_cfg.segments_file), provider="cpu")
+    assert {p["segment_model_version"] for p in decoded} == {segmenter.model_version}
+    assert all(segmenter.segment_names[p["segment"]] == p["segment_name"] for p in decoded)
+    assert len({p["segment"] for p in decoded}) > 1  # real data spreads over segments
     # key = user id, so consumers get each user's predictions in order on one partition
     assert all(m.key().decode() == p["user_id"] for m, p in zip(preds[:200], decoded, strict=False))
 

@@ -24,7 +24,7 @@ def test_cql_profiles_columns_are_profile_view_plus_scoring():
     assert list(cols)[: len(view)] == [name for name, _, _ in view]
     for name, base, _ in view:
         assert cols[name] == schemas.AVRO_TO_CQL[base], name
-    assert list(cols)[len(view):] == ["features", "score", "model_version"]
+    assert list(cols)[len(view):] == ["features", "score", "model_version", "segment", "segment_name"]
 
 
 def test_profile_view_function_matches_its_schema():
@@ -54,13 +54,15 @@ def test_flink_row_types_match_avro():
 
 
 def test_prediction_row_is_in_avro_order():
-    from flink_jobs.operators import prediction_row
+    from flink_jobs.operators import Scores, prediction_row
 
     ev = Event("e1", "u1", "cart", "i", "c", None, None, 1_000, None, None)
-    row = prediction_row(ev, 0.25, {"lifecycle": "new", "value_tier": "none"}, "m1", 2_000, [])
+    scores = Scores(0.25, "m1", 3, "buyers", "s1")
+    row = prediction_row(ev, scores, {"lifecycle": "new", "value_tier": "none"}, 2_000, [])
     assert dict(zip(schemas.field_names(schemas.PREDICTION), row, strict=True)) == {
         "user_id": "u1", "event_id": "e1", "event_type": "cart", "event_time": 1_000, "score": 0.25,
-        "lifecycle": "new", "value_tier": "none", "model_version": "m1", "scored_at": 2_000, "features": [],
+        "lifecycle": "new", "value_tier": "none", "segment": 3, "segment_name": "buyers", "model_version": "m1",
+        "segment_model_version": "s1", "scored_at": 2_000, "features": [],
     }
 
 
