@@ -79,7 +79,7 @@ class Config:
     emit_features: bool = _doc("put each prediction's feature vector into it (feature logging)", default=False)
     model_path: str = _doc("ONNX model the job scores with", default="artifacts/propensity.onnx")
     segments_path: str = _doc("ONNX k-means segment model; empty: segments.onnx next to model_path", default="")
-    onnx_provider: str = _doc("auto | cuda | cpu", default="auto")
+    onnx_provider: str = _doc("auto (CUDA when usable, else CPU), cuda or cpu", default="auto")
     # --- Paths -----------------------------------------------------------------------------------
     run_dir: str = _doc("all runtime state, logs and downloads (git-ignored)", default=".run")
     data_dir: str = _doc("bundled datasets", default="../shared/data")

@@ -130,7 +130,14 @@ def tile_start(t: int, s: ProfileSettings) -> int:
 
 def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> Step:
     """Apply ``ev`` unless it is a duplicate or late. Mutates and returns ``state`` (the stream writes
-    it back; the offline replay keeps one object per user)."""
+    it back; the offline replay keeps one object per user).
+
+    Expiry: an event ``idle_expiry_ms`` or more after the user's last one starts a fresh profile. The
+    job's expiry timer clears such state once the watermark passes that point; every later on-time
+    event is past it too, so timer or not, stream and offline replay agree."""
+    if state is not None and ev.event_time >= state.last_seen + s.idle_expiry_ms:
+        # start over; the fresh profile's version (>= last_seen * 1000) is still above the old one
+        state = None
     before = Before(state.last_seen, state.last_purchase_time) if state is not None else None
     if state is not None and ev.event_id in state.seen_ids:
         return Step(Outcome.DUPLICATE, before, state, ev)

@@ -23,9 +23,10 @@ def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
     ev = AvroCodec(schemas.EVENT)
     good = ev.encode(_event(event_id="bad-trunc"))
     now = int(time.time() * 1000)
+    # a well-formed record of another schema (a prediction sent to the wrong topic)
+    filler = {"string": "x", "long": 1, "int": 1, "double": 0.5, "array<double>": []}
     wrong = AvroCodec(schemas.PREDICTION).encode(
-        dict(user_id="u", event_id="e", event_type="view", event_time=1, score=0.5, lifecycle="new",
-             value_tier="none", model_version="m", scored_at=2, features=[])
+        {name: filler[base] for name, base, _ in schemas.field_kinds(schemas.PREDICTION)}
     )
     return [
         (b"k", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01garbage", "avro_decode_error", "garbage bytes"),
@@ -51,4 +52,11 @@ def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
          "invalid_event_time", "year 1990"),
         (b"k", ev.encode(_event(event_id="x" * 10_000)), "field_too_long", "10k-char id"),
         (b"k", ev.encode(_event(event_id="bad-cat", category_id="")), "empty_field", "empty category"),
+        (b"k", ev.encode(_event(event_id="bad-big", event_type="purchase", price=1e12, quantity=1)),
+         "invalid_price", "absurd price"),
+        (b"k", ev.encode(_event(event_id="bad-inf", event_type="purchase", price=float("inf"), quantity=1)),
+         "invalid_price", "infinite price"),
+        (b"k", ev.encode(_event(event_id="bad-negq", event_type="purchase", price=1.0, quantity=-3)),
+         "invalid_quantity", "negative quantity"),
+        (b"k", ev.encode(_event(event_id="bad-item", item_id="i" * 300)), "field_too_long", "300-char item id"),
     ]

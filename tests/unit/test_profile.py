@@ -189,6 +189,16 @@ def test_expiry():
     assert is_expired(p, T0 + S.idle_expiry_ms)
 
 
+@pytest.mark.parametrize("gap, fresh", [(S.idle_expiry_ms - 1, False), (S.idle_expiry_ms, True)])
+def test_an_event_after_the_idle_time_starts_a_fresh_profile(gap, fresh):
+    p = build([ev(0, "purchase")])
+    old_version = p.version
+    r = step(p, ev(gap, eid="later"), NO_WATERMARK)
+    assert (r.before is None) is fresh
+    assert (r.state.n_events == 1) is fresh
+    assert r.state.version > old_version
+
+
 # --- tags ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("first, last, as_of, stage", [
     (0, 0, D, "new"), (0, 10 * D, 10 * D, "active"), (0, 10 * D, 18 * D, "at-risk"), (0, 10 * D, 41 * D, "dormant")])
