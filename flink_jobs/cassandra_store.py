@@ -52,6 +52,11 @@ def create_schema(cfg: Config) -> None:
         cluster.shutdown()
 
 
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """Driver row -> plain dict (its map type is not a dict, which surprises JSON and comparisons)."""
+    return {k: dict(v) if hasattr(v, "items") else v for k, v in row.items()}
+
+
 class CassandraStore:
     """Writes of the job (one instance per operator) and reads of the CLIs and tests."""
 
@@ -110,14 +115,14 @@ class CassandraStore:
         row = self.session.execute(
             f"SELECT * FROM {self.cfg.cassandra_keyspace}.profiles WHERE user_id = %s", (user_id,)
         ).one()
-        return dict(row._asdict()) if row else None
+        return _plain(row._asdict()) if row else None
 
     def predictions(self, user_id: str, limit: int = 10) -> list[dict[str, Any]]:
         rows = self.session.execute(
             f"SELECT * FROM {self.cfg.cassandra_keyspace}.predictions WHERE user_id = %s LIMIT %s",
             (user_id, limit),
         )
-        return [dict(r._asdict()) for r in rows]
+        return [_plain(r._asdict()) for r in rows]
 
     def close(self) -> None:
         self.cluster.shutdown()

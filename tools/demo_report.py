@@ -19,6 +19,23 @@ from tools.kafka_io import AvroCodec, collect, end_offsets, json_default
 from udfs import schemas
 
 
+def state_size_line(cfg: Config, job_id: str, users: int, wait_s: float = 30.0) -> str:
+    """Size of the job's latest completed checkpoint (RocksDB, full size) per user, taken after a
+    checkpoint that started once all predictions were out."""
+    from flink_jobs.submit import rest
+
+    start = time.time() * 1000
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        latest = rest(cfg, f"/jobs/{job_id}/checkpoints")["latest"]["completed"]
+        if latest and latest["trigger_timestamp"] > start:
+            size = latest["state_size"]
+            return (f"checkpoint {latest['id']}: {size:,} bytes of state for {users} users "
+                    f"({size / max(users, 1):,.0f} bytes per user, sources and sinks included)")
+        time.sleep(1)
+    return "no checkpoint completed in time to measure the state size"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--job-id", default="")
@@ -48,12 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({len(preds) / elapsed:.0f} events/s end to end)")
     for p in preds[:5]:
         print("  " + json.dumps(p, default=json_default))
+    if args.job_id:
+        print(state_size_line(cfg, args.job_id, len({e.user_id for e in events})))
     if preds:
         user = collections.Counter(p["user_id"] for p in preds).most_common(1)[0][0]
         store = CassandraStore(cfg)
         try:
-            profile = store.profile(user)
-            print(f"profile of user {user} in Cassandra:")
+            profile = store.profile(user) or {}
+            n_features = len(profile.pop("features", None) or [])
+            print(f"profile of user {user} in Cassandra (plus its {n_features} latest feature values):")
             print(json.dumps(profile, indent=2, default=str))
         finally:
             store.close()
