@@ -108,6 +108,6 @@ AVRO_TO_CQL = {
     "int": "int",
     "double": "double",
     "boolean": "boolean",
-    "map<double>": "map<text, double>",
-    "array<double>": "list<double>",
+    "map<double>": "frozen<map<text, double>>",
+    "array<double>": "frozen<list<double>>",
 }

@@ -155,3 +155,21 @@ def test_job_never_restarted_because_of_input(isolated_cfg, running_job, outcome
     history = submit.rest(isolated_cfg, f"/jobs/{running_job}/exceptions")["exceptionHistory"]["entries"]
     assert history == [], history[0]["stacktrace"][:2000] if history else ""
     assert submit.job_state(isolated_cfg, running_job) == "RUNNING"
+
+
+def test_rewriting_the_same_profile_changes_nothing(isolated_cfg, outcome):
+    """What a restore from a checkpoint does: the same writes again, with the same timestamps."""
+    store = CassandraStore(isolated_cfg)
+    try:
+        user = outcome["events"][-1].user_id
+        before = store.profile(user)
+        view = {k: before[k] for k in schemas.field_names(schemas.PROFILE_VIEW)}
+        pred = store.predictions(user, limit=1)[0]
+        version = int(before["last_seen"]) * 1000 + 10**6  # a replayed write at a fixed timestamp
+        for _ in range(2):
+            store.write(view, version, dict(pred, features=before["features"]), before["features"])
+        after = store.profile(user)
+        assert after == before | {"features": before["features"]}
+        assert len(after["features"]) == len(before["features"])
+    finally:
+        store.close()
