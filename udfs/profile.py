@@ -330,26 +330,21 @@ def value_tier(p: Profile, as_of: int, s: ProfileSettings = DEFAULT_SETTINGS) ->
 def profile_view(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """The consumer-facing profile (schemas/profile_view.avsc), as of the latest event."""
     session = current_session(p, s)
-    return {
-        "user_id": p.user_id,
-        "first_seen": p.first_seen,
-        "last_seen": p.last_seen,
-        "n_events": p.n_events,
-        "n_view": p.n_view,
-        "n_cart": p.n_cart,
-        "n_fav": p.n_fav,
-        "n_purchase": p.n_purchase,
-        "spend": p.spend,
-        "items": p.items,
-        "last_purchase_time": p.last_purchase_time,
-        "last_event_id": p.last_event_id,
-        "session_start": session.start,
-        "session_events": session.events,
-        "lifecycle": lifecycle(p, p.last_seen, s),
-        "value_tier": value_tier(p, p.last_seen, s),
-        "top_categories": top_categories(p, s.top_k),
-        "aggregates": window_aggregates(p, p.last_seen, s),
-    }
+    view: dict[str, Any] = {f: getattr(p, f) for f in _VIEW_FROM_STATE}
+    view.update(
+        session_start=session.start,
+        session_events=session.events,
+        lifecycle=lifecycle(p, p.last_seen, s),
+        value_tier=value_tier(p, p.last_seen, s),
+        top_categories=top_categories(p, s.top_k),
+        aggregates=window_aggregates(p, p.last_seen, s),
+    )
+    return {f: view[f] for f in _VIEW_FIELDS}
+
+
+_VIEW_FIELDS = schemas.field_names(schemas.PROFILE_VIEW)
+# view fields copied from the state as they are (the others are derived above)
+_VIEW_FROM_STATE = [f for f in _VIEW_FIELDS if f in schemas.field_names(schemas.PROFILE_STATE)]
 
 
 # --- versioned state serialisation ---------------------------------------------------------------
@@ -358,6 +353,9 @@ def profile_view(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> dict[str,
 
 STATE_VERSION = schemas.state_version()
 _STATE_SCHEMA = fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE))
+_STATE_COLLECTIONS = ("tiles", "interest_ref", "interests", "recent", "seen_ids")
+# fields stored as they are in the Profile (the collections above have their own shape)
+_STATE_SCALARS = [f for f in schemas.field_names(schemas.PROFILE_STATE) if f not in _STATE_COLLECTIONS]
 
 
 class StateVersionError(ValueError):
@@ -365,20 +363,8 @@ class StateVersionError(ValueError):
 
 
 def encode_profile(p: Profile) -> bytes:
-    rec = {
-        "user_id": p.user_id,
-        "version": p.version,
-        "first_seen": p.first_seen,
-        "last_seen": p.last_seen,
-        "n_events": p.n_events,
-        "n_view": p.n_view,
-        "n_cart": p.n_cart,
-        "n_fav": p.n_fav,
-        "n_purchase": p.n_purchase,
-        "spend": p.spend,
-        "items": p.items,
-        "last_purchase_time": p.last_purchase_time,
-        "last_event_id": p.last_event_id,
+    rec: dict[str, Any] = {f: getattr(p, f) for f in _STATE_SCALARS}
+    rec.update({
         "tiles": [
             {
                 "start": t.start, "n_view": t.n_view, "n_cart": t.n_cart, "n_fav": t.n_fav,
@@ -391,7 +377,7 @@ def encode_profile(p: Profile) -> bytes:
         "interests": p.interests,
         "recent": [{"t": t, "item_id": i} for t, i in p.recent],
         "seen_ids": [{"t": t, "event_id": i} for i, t in p.seen_ids.items()],
-    }
+    })
     buf = io.BytesIO()
     buf.write(bytes([STATE_VERSION]))
     fastavro.schemaless_writer(buf, _STATE_SCHEMA, rec)
@@ -414,11 +400,10 @@ def decode_profile(data: bytes) -> Profile:
         for t in r["tiles"]
     }
     return Profile(
-        user_id=r["user_id"], version=r["version"], first_seen=r["first_seen"], last_seen=r["last_seen"],
-        n_events=r["n_events"], n_view=r["n_view"], n_cart=r["n_cart"], n_fav=r["n_fav"],
-        n_purchase=r["n_purchase"], spend=r["spend"], items=r["items"],
-        last_purchase_time=r["last_purchase_time"], last_event_id=r["last_event_id"], tiles=tiles,
-        interest_ref=r["interest_ref"], interests=dict(r["interests"]),
+        **{f: r[f] for f in _STATE_SCALARS},
+        tiles=tiles,
+        interest_ref=r["interest_ref"],
+        interests=dict(r["interests"]),
         recent=[(x["t"], x["item_id"]) for x in r["recent"]],
         seen_ids={x["event_id"]: x["t"] for x in r["seen_ids"]},
     )
