@@ -120,38 +120,8 @@ wait_healthy() {
 }
 
 start() {
-    local t0=$SECONDS java opts extra pid p
-    if pid="$(pid_of "$PIDFILE")"; then
-        if healthy; then
-            log "already running (pid $pid) on $HOST:$PORT"
-            return 0
-        fi
-        log "process $pid exists but is not healthy yet; waiting"
-        wait_healthy "$t0" || die "cassandra (pid $pid) is not healthy; see $LOGFILE"
-        log "running (pid $pid) on $HOST:$PORT"
-        return 0
-    fi
-    for p in "$PORT" "$STORAGE_PORT"; do
-        if port_open "$HOST" "$p"; then
-            die "$HOST:$p is already in use by a process this script did not start (no live $PIDFILE)"
-        fi
-    done
-    fetch
-    render_config
-    rotate_log "$LOGFILE"
-    java="$(java_bin)"
-    mapfile -t opts < <(jvm_opts)
-    read -ra extra <<<"${CASSANDRA_EXTRA_JVM_OPTS:-}"
-    opts+=("${extra[@]}")
-    log "starting cassandra on $HOST:$PORT (storage $STORAGE_PORT, heap ${HEAP_MB} MiB), data in $DATA"
-    launch_bg "$PIDFILE" "$LOGFILE" "$DIR" "$java" "${opts[@]}" -cp "$LIB/*" \
-        org.apache.cassandra.service.CassandraDaemon
-    if ! wait_healthy "$t0"; then
-        stop_pidfile "$PIDFILE" cassandra "$STOP_TIMEOUT_S" || true
-        die "cassandra did not become healthy; log: $LOGFILE"
-    fi
-    pid="$(<"$PIDFILE")"
-    log "cassandra is up (pid $pid) on $HOST:$PORT after $((SECONDS - t0)) s"
+    start_jvm_server cassandra "$PORT $STORAGE_PORT" "${CASSANDRA_EXTRA_JVM_OPTS:-}" \
+        "storage $STORAGE_PORT, heap ${HEAP_MB} MiB, data in $DATA" org.apache.cassandra.service.CassandraDaemon
 }
 
 status() {

@@ -125,39 +125,13 @@ wait_healthy() {
     done
 }
 
-start() {
-    local t0=$SECONDS java opts extra pid p
-    if pid="$(pid_of "$PIDFILE")"; then
-        if healthy; then
-            log "already running (pid $pid) on $HOST:$PORT"
-            return 0
-        fi
-        log "process $pid exists but is not healthy yet; waiting"
-        wait_healthy "$t0" || die "kafka (pid $pid) is not healthy; see $LOGFILE"
-        log "running (pid $pid) on $HOST:$PORT"
-        return 0
-    fi
-    for p in "$PORT" "$CONTROLLER_PORT"; do
-        if port_open "$HOST" "$p"; then
-            die "$HOST:$p is already in use by a process this script did not start (no live $PIDFILE)"
-        fi
-    done
-    fetch
-    render_config
-    rotate_log "$LOGFILE"
+before_launch() {
     format_storage
-    java="$(java_bin)"
-    mapfile -t opts < <(jvm_opts)
-    read -ra extra <<<"${KAFKA_EXTRA_JVM_OPTS:-}"
-    opts+=("${extra[@]}")
-    log "starting kafka on $HOST:$PORT (controller $CONTROLLER_PORT), data in $DATA"
-    launch_bg "$PIDFILE" "$LOGFILE" "$DIR" "$java" "${opts[@]}" -cp "$LIB/*" kafka.Kafka "$CONF"
-    if ! wait_healthy "$t0"; then
-        stop_pidfile "$PIDFILE" kafka "$STOP_TIMEOUT_S" || true
-        die "kafka did not become healthy; log: $LOGFILE"
-    fi
-    pid="$(<"$PIDFILE")"
-    log "kafka is up (pid $pid) on $HOST:$PORT after $((SECONDS - t0)) s"
+}
+
+start() {
+    start_jvm_server kafka "$PORT $CONTROLLER_PORT" "${KAFKA_EXTRA_JVM_OPTS:-}" \
+        "controller $CONTROLLER_PORT, data in $DATA" kafka.Kafka "$CONF"
 }
 
 status() {

@@ -219,3 +219,47 @@ show_logs() {
     fi
     tail -n "${1:-200}" "$logfile"
 }
+
+# Start the JVM server of the calling script unless it already runs; wait until it is healthy.
+# The script defines HOST PORT PIDFILE LOGFILE DIR LIB STOP_TIMEOUT_S and the functions fetch,
+# render_config, jvm_opts, healthy, wait_healthy T0, and optionally before_launch.
+#   start_jvm_server NAME "PORTS TO CHECK" "EXTRA JVM OPTS" "what to log" MAIN_CLASS [ARGS...]
+# shellcheck disable=SC2153 # HOST, PORT, PIDFILE... are set by the calling script
+start_jvm_server() {
+    local name="$1" ports="$2" extra_opts="$3" what="$4"
+    shift 4
+    local t0=$SECONDS java opts extra pid p
+    if pid="$(pid_of "$PIDFILE")"; then
+        if healthy; then
+            log "already running (pid $pid) on $HOST:$PORT"
+            return 0
+        fi
+        log "process $pid exists but is not healthy yet; waiting"
+        wait_healthy "$t0" || die "$name (pid $pid) is not healthy; see $LOGFILE"
+        log "running (pid $pid) on $HOST:$PORT"
+        return 0
+    fi
+    for p in $ports; do
+        if port_open "$HOST" "$p"; then
+            die "$HOST:$p is already in use by a process this script did not start (no live $PIDFILE)"
+        fi
+    done
+    fetch
+    render_config
+    rotate_log "$LOGFILE"
+    if declare -F before_launch >/dev/null; then
+        before_launch
+    fi
+    java="$(java_bin)"
+    mapfile -t opts < <(jvm_opts)
+    read -ra extra <<<"$extra_opts"
+    opts+=("${extra[@]}")
+    log "starting $name on $HOST:$PORT ($what)"
+    launch_bg "$PIDFILE" "$LOGFILE" "$DIR" "$java" "${opts[@]}" -cp "$LIB/*" "$@"
+    if ! wait_healthy "$t0"; then
+        stop_pidfile "$PIDFILE" "$name" "$STOP_TIMEOUT_S" || true
+        die "$name did not become healthy; log: $LOGFILE"
+    fi
+    pid="$(<"$PIDFILE")"
+    log "$name is up (pid $pid) on $HOST:$PORT after $((SECONDS - t0)) s"
+}
