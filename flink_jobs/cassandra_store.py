@@ -77,7 +77,6 @@ class CassandraStore:
             f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))}) USING TIMESTAMP ?",
             cl,
         )
-        self.retries = 0
 
     def _prepare(self, cql: str, cl: int) -> PreparedStatement:
         stmt = self.session.prepare(cql)
@@ -105,7 +104,6 @@ class CassandraStore:
             except Exception as exc:  # driver raises several types for one outage
                 if attempt == self.max_retries:
                     raise
-                self.retries += 1
                 self.on_retry()
                 log.warning("cassandra write failed (attempt %d): %s; retrying in %.1fs", attempt + 1, exc, delay)
                 time.sleep(delay)

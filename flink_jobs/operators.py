@@ -27,7 +27,6 @@ from udfs.profile import (
     decode_profile,
     encode_profile,
     is_expired,
-    profile_view,
     prune,
     step,
 )
@@ -169,12 +168,11 @@ class ProfileFunction(KeyedProcessFunction):
             yield LATE_TAG, value
             return
         p = result.state
-        vector = feats.feature_vector(result.before, p, ev, self.settings)
+        vector, view = feats.vector_and_view(result.before, p, ev, self.settings)
         scores = self._score(vector)
         self._save(ev.user_id, p)
         self._set_timers(ctx, p, result.before.last_seen if result.before else None)
         self.m_events.inc()
-        view = profile_view(p, self.settings)
         values = prediction_row(ev, scores, view, int(time.time() * 1000), vector if self.cfg.emit_features else [])
         yield Row(*values, json.dumps({"version": p.version, "view": view, "features": vector}))
 

@@ -4,20 +4,30 @@ schemas/features.json. Pure Python."""
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from udfs import schemas
-from udfs.profile import DEFAULT_SETTINGS, Before, Event, Profile, current_session, interest_shares, window_aggregates
+from udfs.profile import (
+    DEFAULT_SETTINGS,
+    Before,
+    Event,
+    Profile,
+    current_session,
+    interest_shares,
+    profile_view,
+    tile_start,
+    window_aggregates,
+)
 from udfs.settings import ProfileSettings
 
 
-def _names() -> list[str]:
+def _windowed_names() -> list[str]:
     doc = schemas.features_doc()
-    windowed = [f"{a['name']}_{w}" for w in doc["params"]["windows"] for a in doc["window_aggregates"]]
-    return windowed + [f["name"] for f in doc["features"]]
+    return [f"{a['name']}_{w}" for w in doc["params"]["windows"] for a in doc["window_aggregates"]]
 
 
-FEATURE_NAMES: list[str] = _names()
+WINDOW_FEATURE_NAMES: list[str] = _windowed_names()
+FEATURE_NAMES: list[str] = WINDOW_FEATURE_NAMES + [f["name"] for f in schemas.features_doc()["features"]]
 FEATURES_VERSION: int = int(schemas.features_doc()["version"])
 
 
@@ -67,3 +77,14 @@ def feature_vector(
 ) -> list[float]:
     d = feature_dict(before, after, ev, s)
     return [d[name] for name in FEATURE_NAMES]
+
+
+def vector_and_view(
+    before: Optional[Before], after: Profile, ev: Event, s: ProfileSettings = DEFAULT_SETTINGS
+) -> tuple[list[float], dict[str, Any]]:
+    """feature_vector and profile_view together: for an event in the profile's latest tile (every
+    in-order event) both need the same window aggregates, so they are computed once."""
+    d = feature_dict(before, after, ev, s)
+    same_tile = tile_start(ev.event_time, s) == tile_start(after.last_seen, s)
+    aggregates = {k: d[k] for k in WINDOW_FEATURE_NAMES} if same_tile else None
+    return [d[name] for name in FEATURE_NAMES], profile_view(after, s, aggregates)

@@ -327,8 +327,11 @@ def value_tier(p: Profile, as_of: int, s: ProfileSettings = DEFAULT_SETTINGS) ->
     return "low"
 
 
-def profile_view(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
-    """The consumer-facing profile (schemas/profile_view.avsc), as of the latest event."""
+def profile_view(
+    p: Profile, s: ProfileSettings = DEFAULT_SETTINGS, aggregates: Optional[dict[str, float]] = None
+) -> dict[str, Any]:
+    """The consumer-facing profile (schemas/profile_view.avsc), as of the latest event. ``aggregates``:
+    window_aggregates(p, p.last_seen) when the caller already has them."""
     session = current_session(p, s)
     view: dict[str, Any] = {f: getattr(p, f) for f in _VIEW_FROM_STATE}
     view.update(
@@ -337,7 +340,7 @@ def profile_view(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> dict[str,
         lifecycle=lifecycle(p, p.last_seen, s),
         value_tier=value_tier(p, p.last_seen, s),
         top_categories=top_categories(p, s.top_k),
-        aggregates=window_aggregates(p, p.last_seen, s),
+        aggregates=aggregates if aggregates is not None else window_aggregates(p, p.last_seen, s),
     )
     return {f: view[f] for f in _VIEW_FIELDS}
 

@@ -288,3 +288,13 @@ def test_feature_vector_order_and_length():
     vec = feature_vector(r.before, r.state, r.event)
     d = feature_dict(r.before, r.state, r.event)
     assert len(vec) == len(FEATURE_NAMES) and vec == [d[n] for n in FEATURE_NAMES]
+
+
+@pytest.mark.parametrize("times", [[0, 10 * M, 20 * M], [0, 60 * M, 30 * M], [0, 2 * M, 1 * M]])
+def test_vector_and_view_equal_their_separate_functions(times):
+    from udfs.features import vector_and_view
+
+    for r in replay_steps([ev(t, item=f"i{t}") for t in times], watermarks=False):
+        vector, view = vector_and_view(r.before, r.state, r.event)
+        assert vector == feature_vector(r.before, r.state, r.event)
+        assert view == profile_view(r.state)
