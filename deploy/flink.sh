@@ -103,6 +103,7 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    restart) stop; start ;;
     status) if healthy; then echo "flink: running ($PE_FLINK_REST_URL)"; else echo "flink: stopped"; exit 1; fi ;;
     logs) for f in "$FLINK_LOG_DIR"/*.log; do log_tail "$f" "${2:-40}"; done ;;
     *) echo "usage: $0 start|stop|status|logs" >&2; exit 2 ;;

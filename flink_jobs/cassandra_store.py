@@ -60,9 +60,12 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 class CassandraStore:
     """Writes of the job (one instance per operator) and reads of the CLIs and tests."""
 
-    def __init__(self, cfg: Config, max_retries: int = 8, on_retry: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, cfg: Config, max_retries: int = 8, on_retry: Callable[[], None] = lambda: None, max_in_flight: int = 256
+    ) -> None:
         self.cfg = cfg
         self.max_retries = max_retries
+        self.max_in_flight = max_in_flight
         self.on_retry = on_retry
         self.cluster, self.session = connect(cfg, cfg.cassandra_keyspace)
         cl = ConsistencyLevel.name_to_value[cfg.cassandra_consistency.upper()]
@@ -84,28 +87,45 @@ class CassandraStore:
         stmt.is_idempotent = True  # lets the driver retry and speculate safely
         return stmt
 
+    def profile_values(
+        self, view: dict[str, Any], version: int, prediction: dict[str, Any], features: Sequence[float]
+    ) -> list[Any]:
+        """Bound values of the profile upsert: the view, the features and the latest scores."""
+        row = dict(view)
+        row.update(features=list(features), **{k: prediction[k] for k in PROFILE_SCORING_COLUMNS})
+        return [row[c] for c in PROFILE_COLUMNS] + [int(version)]
+
+    @staticmethod
+    def prediction_values(prediction: dict[str, Any]) -> list[Any]:
+        return [prediction[c] for c in PREDICTION_COLUMNS] + [int(prediction["event_time"]) * 1000]
+
     def write(
         self, view: dict[str, Any], version: int, prediction: dict[str, Any], features: Sequence[float]
     ) -> None:
-        """Upsert the profile view and insert the prediction concurrently; retry with backoff, then
-        raise (the job restarts from its last checkpoint and replays: idempotent, nothing lost)."""
-        prof_row = dict(view)
-        prof_row.update(features=list(features), **{k: prediction[k] for k in PROFILE_SCORING_COLUMNS})
-        prof_values = [prof_row[c] for c in PROFILE_COLUMNS] + [int(version)]
-        pred_values = [prediction[c] for c in PREDICTION_COLUMNS] + [int(prediction["event_time"]) * 1000]
+        """Upsert the profile view and insert the prediction (see write_many)."""
+        self.write_many([self.profile_values(view, version, prediction, features)],
+                        [self.prediction_values(prediction)])
+
+    def write_many(self, profiles: Sequence[list[Any]], predictions: Sequence[list[Any]]) -> None:
+        """All upserts concurrently (at most ``max_in_flight`` at a time); when any fails, retry the
+        whole set with backoff (every statement is idempotent), then raise: the job restarts from its
+        last checkpoint and replays, and nothing is lost."""
+        work = [(self._put_profile, v) for v in profiles] + [(self._put_prediction, v) for v in predictions]
         delay = 0.1
         for attempt in range(self.max_retries + 1):
             try:
-                f1 = self.session.execute_async(self._put_profile, prof_values)
-                f2 = self.session.execute_async(self._put_prediction, pred_values)
-                f1.result()
-                f2.result()
+                for i in range(0, len(work), self.max_in_flight):
+                    chunk = work[i:i + self.max_in_flight]
+                    futures = [self.session.execute_async(stmt, values) for stmt, values in chunk]
+                    for f in futures:
+                        f.result()
                 return
             except Exception as exc:  # driver raises several types for one outage
                 if attempt == self.max_retries:
                     raise
                 self.on_retry()
-                log.warning("cassandra write failed (attempt %d): %s; retrying in %.1fs", attempt + 1, exc, delay)
+                log.warning("cassandra write of %d rows failed (attempt %d): %s; retrying in %.1fs",
+                            len(work), attempt + 1, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -75,6 +75,24 @@ class Config:
     value_high_spend: int = _doc("spend for value tier 'high' (where prices exist)", default=500)
     value_recent_ms: int = _doc("a buyer is recent if the last purchase is this fresh", default=30 * 86_400_000)
     profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
+    # --- Micro-batching (README "Throughput") ---------------------------------------------------
+    pipeline: str = _doc(
+        "micro-batch (JVM batches events per state bucket, one Python call per batch) or per-event "
+        "(one keyed Python call per event; the reference design); state is not portable between them",
+        default="micro-batch",
+    )
+    state_buckets: int = _doc(
+        "micro-batch: users are hashed into this many state keys (fixed for the life of the state; "
+        "the most parallel subtasks that can share the work)",
+        default=16,
+    )
+    batch_max_events: int = _doc("micro-batch: a bucket's batch is handed to Python at this size", default=500)
+    batch_max_delay_ms: int = _doc("micro-batch: ... or after this much processing time", default=100)
+    state_ttl_ms: int = _doc(
+        "micro-batch: a profile untouched this long (processing time) is dropped from state; 0 = never. "
+        "Keep it above idle_expiry_ms: an event that late starts a fresh profile anyway",
+        default=60 * 86_400_000,
+    )
     # --- Model -----------------------------------------------------------------------------------
     emit_features: bool = _doc("put each prediction's feature vector into it (feature logging)", default=False)
     model_path: str = _doc("ONNX model the job scores with", default="artifacts/propensity.onnx")

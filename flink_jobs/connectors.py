@@ -4,10 +4,11 @@ event-time timestamps and Avro encode all run in the JVM; Python sees decoded ro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pyflink.common import WatermarkStrategy
 from pyflink.common.serialization import SerializationSchema
-from pyflink.common.typeinfo import Types
+from pyflink.common.typeinfo import TypeInformation, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
@@ -70,25 +71,47 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
     return env.from_source(builder.build(), watermarks, "kafka: " + cfg.topic_events).uid("source-user-events")
 
 
-def split_and_key(raw: DataStream) -> tuple[KeyedStream, DataStream]:
-    """(valid events keyed by user_id, rejected records as rows of dead_letter.avsc).
-
-    Validation and key extraction run in the JVM, so the keyed Python operator is the only Python in
-    the job: one JVM->Python crossing per event, and one embedded interpreter per TaskManager slot."""
+def _split(raw: DataStream) -> tuple[Any, DataStream]:
+    """(Java stream of valid (user_id, event) rows, rejected records as rows of dead_letter.avsc)."""
     glue = _glue()
-    gateway = get_gateway()
     event_avsc = schemas.avro_text(schemas.EVENT)
     dlq_avsc = schemas.avro_text(schemas.DEAD_LETTER)
     glue.SplitInvalid.checkDeadLetterSchema(dlq_avsc)
     fn = glue.SplitInvalid(event_avsc, dlq_avsc)
     j_valid = raw._j_data_stream.process(fn, glue.SplitInvalid.keyedEventType(event_avsc))
     j_valid.name("validate").uid("validate")
-    dead = DataStream(j_valid.getSideOutput(fn.getDlqTag()))
-    # The same (key, value) shape and key selector as pyflink's own key_by, minus its Python map.
-    key_selector = gateway.jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector()
-    j_keyed = j_valid.keyBy(key_selector, Types.ROW([Types.STRING()]).get_java_type_info())
-    keyed = KeyedStream(j_keyed, row_type(schemas.EVENT), DataStream(j_valid))
-    return keyed, dead
+    return j_valid, DataStream(j_valid.getSideOutput(fn.getDlqTag()))
+
+
+def _key_by_field0(j_stream: Any, value_type: TypeInformation) -> KeyedStream:
+    """Key a Java stream of (key, value) rows the way pyflink's key_by does, minus its Python map."""
+    key_selector = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector()
+    j_keyed = j_stream.keyBy(key_selector, Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, DataStream(j_stream))
+
+
+def split_and_key(raw: DataStream) -> tuple[KeyedStream, DataStream]:
+    """(valid events keyed by user_id, rejected records as rows of dead_letter.avsc).
+
+    Validation and key extraction run in the JVM, so the keyed Python operator is the only Python in
+    the job: one JVM->Python crossing per event, and one embedded interpreter per TaskManager slot."""
+    j_valid, dead = _split(raw)
+    return _key_by_field0(j_valid, row_type(schemas.EVENT)), dead
+
+
+BATCH_TYPE = Types.ROW_NAMED(["payload"], [Types.STRING()])
+
+
+def split_and_batch(raw: DataStream, cfg: Config) -> tuple[KeyedStream, DataStream]:
+    """(micro-batches of valid events keyed by state bucket, rejected records).
+
+    A batch is one row whose ``payload`` is a JSON array of [watermark, event fields...] (see
+    jvm/.../MicroBatcher.java): one JVM->Python crossing per batch instead of per event."""
+    j_valid, dead = _split(raw)
+    batcher = _glue().MicroBatcher(cfg.state_buckets, cfg.batch_max_events, cfg.batch_max_delay_ms)
+    j_batches = j_valid.transform("micro-batch", _glue().MicroBatcher.batchType(), batcher)
+    j_batches.uid("micro-batch")  # stateless (flushes before every barrier); a uid keeps savepoints mappable
+    return _key_by_field0(j_batches, BATCH_TYPE), dead
 
 
 def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool) -> KafkaSink:

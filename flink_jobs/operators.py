@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
-from pyflink.common import Row
+from pyflink.common import Row, Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
 from flink_jobs.types import row_type
@@ -39,6 +39,7 @@ from udfs.segmenter import OnnxSegmenter
 
 log = logging.getLogger(__name__)
 
+_UNUSED_IN_THREAD_MODE: Any = "periodic compaction: RocksDB default"
 PROFILE_STATE = "profile"  # the bytes inside carry their own layout version (udfs.profile.STATE_VERSION)
 PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
 LATE_TAG = OutputTag("late-events", row_type(schemas.EVENT))
@@ -161,7 +162,7 @@ class ProfileFunction(KeyedProcessFunction):
         result = step(state, ev, ctx.timer_service().current_watermark(), self.settings)
         if result.outcome is Outcome.DUPLICATE:
             self.m_duplicates.inc()
-            yield DUPLICATE_TAG, self._duplicate_row(ev)
+            yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
             return
         if result.outcome is Outcome.LATE:
             self.m_late.inc()
@@ -207,19 +208,144 @@ class ProfileFunction(KeyedProcessFunction):
             self.segmenter.model_version,
         )
 
-    def _duplicate_row(self, ev: Event) -> Row:
-        from udfs.avro import encode_event
 
-        return Row(
-            "duplicate_event",
-            f"event_id {ev.event_id!r} was already applied to user {ev.user_id!r}; counted once",
-            self.cfg.topic_events,
-            -1,  # partition and offset are not known after keyBy
-            -1,
-            ev.event_time,
-            ev.user_id.encode(),
-            encode_event(ev),
-        )
+class BatchProfileFunction(KeyedProcessFunction):
+    """The micro-batch pipeline's profile operator, keyed by state bucket.
+
+    Each element is one batch from the JVM MicroBatcher: a JSON array of [watermark, event fields].
+    Per event, as in ProfileFunction: step the user's profile with the watermark the event arrived
+    with, then features. Per batch: one ONNX call per model, every Cassandra upsert in flight at
+    once, each touched profile encoded and written to state once. Profiles live in MapState
+    (user_id -> versioned Avro bytes as latin-1) under the bucket key. Expiry needs no timer (step
+    starts a fresh profile after idle_expiry_ms); state TTL reclaims the memory of idle users.
+
+    Emits one prediction row per applied event (schemas/prediction.avsc), after its Cassandra write
+    is acknowledged; duplicates and late events leave through DUPLICATE_TAG and LATE_TAG."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from flink_jobs.cassandra_store import CassandraStore
+
+        self.settings = self.cfg.profile_settings()
+        descriptor = MapStateDescriptor(PROFILE_STATE, Types.STRING(), Types.STRING())
+        if self.cfg.state_ttl_ms > 0:
+            descriptor.enable_time_to_live(
+                StateTtlConfig.new_builder(Time.milliseconds(self.cfg.state_ttl_ms))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                # Expired entries are dropped by RocksDB compaction, asked for explicitly: pyflink's
+                # background-cleanup defaults build a py4j Duration, and the TaskManager's interpreter
+                # has no py4j gateway (thread mode never reads the periodic-compaction value).
+                .disable_cleanup_in_background()
+                .cleanup_in_rocksdb_compact_filter(1000, periodic_compaction_time=_UNUSED_IN_THREAD_MODE)
+                .build()
+            )
+        self.profiles = runtime_context.get_map_state(descriptor)
+        self.cache: OrderedDict[str, Profile] = OrderedDict()  # decoded mirror of the map state
+        self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
+        self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)
+        group = runtime_context.get_metrics_group().add_group("profile_engine")
+        self.m_events = group.counter("events_applied")
+        self.m_late = group.counter("events_late")
+        self.m_duplicates = group.counter("events_duplicate")
+        self.m_written = group.counter("cassandra_writes")
+        # Sums (counters: Python gauges and histograms crash the TM, see ProfileFunction); divide by
+        # the batches counter of the micro-batch operator for the mean per batch.
+        self.m_onnx_us = group.counter("onnx_micros")
+        self.m_cassandra_us = group.counter("cassandra_write_micros")
+        self.m_batches = group.counter("python_batches")
+        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
+        self.store = CassandraStore(self.cfg, on_retry=group.counter("cassandra_retries").inc)
+        log.info("batched profile operator: %s and %s on %s", self.scorer.model_version,
+                 self.segmenter.model_version, self.scorer.provider)
+
+    def _load(self, user: str) -> Optional[Profile]:
+        p = self.cache.get(user)
+        if p is not None:
+            self.cache.move_to_end(user)
+            return p
+        raw = self.profiles.get(user)
+        return None if raw is None else decode_profile(_from_state(raw))
+
+    def _remember(self, user: str, p: Profile) -> None:
+        self.cache[user] = p
+        self.cache.move_to_end(user)
+        if len(self.cache) > self.cfg.profile_cache_users:
+            self.cache.popitem(last=False)
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        applied: list[tuple[Event, list[float], dict[str, Any]]] = []
+        dirty: dict[str, tuple[Profile, int]] = {}  # user -> (profile, index of its last applied event)
+        for item in json.loads(value[0]):
+            ev = Event(*item[1:])
+            result = step(self._load(ev.user_id), ev, item[0], self.settings)
+            if result.outcome is Outcome.DUPLICATE:
+                self.m_duplicates.inc()
+                yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
+                continue
+            if result.outcome is Outcome.LATE:
+                self.m_late.inc()
+                yield LATE_TAG, Row(*item[1:])
+                continue
+            p = result.state
+            vector, view = feats.vector_and_view(result.before, p, ev, self.settings)
+            self._remember(ev.user_id, p)  # the next event of this user in the batch sees this profile
+            dirty[ev.user_id] = (p, len(applied))
+            applied.append((ev, vector, view))
+        if not applied:
+            return
+        t0 = time.perf_counter()
+        x = np.asarray([a[1] for a in applied], dtype=np.float32)
+        scores = self.scorer.score(x)
+        segments = self.segmenter.assign(x)
+        t1 = time.perf_counter()
+        scored_at = int(time.time() * 1000)
+        rows, preds = [], []
+        for i, (ev, vector, view) in enumerate(applied):
+            seg = int(segments[i])
+            s = Scores(float(scores[i]), self.scorer.model_version, seg, self.segmenter.name_of(seg),
+                       self.segmenter.model_version)
+            values = prediction_row(ev, s, view, scored_at, vector if self.cfg.emit_features else [])
+            rows.append(values)
+            preds.append(dict(zip(PREDICTION_FIELDS, values, strict=True)))
+        profiles = [
+            self.store.profile_values(applied[i][2], p.version, preds[i], applied[i][1]) for p, i in dirty.values()
+        ]
+        # acknowledged before the predictions leave, hence before any later checkpoint barrier
+        self.store.write_many(profiles, [self.store.prediction_values(pred) for pred in preds])
+        t2 = time.perf_counter()
+        for user, (p, _) in dirty.items():
+            self.profiles.put(user, _to_state(encode_profile(p)))
+        self.m_events.inc(len(applied))
+        self.m_written.inc(len(applied))
+        self.m_batches.inc()
+        self.m_onnx_us.inc(int((t1 - t0) * 1e6))
+        self.m_cassandra_us.inc(int((t2 - t1) * 1e6))
+        for values in rows:
+            yield Row(*values)
+
+    def close(self) -> None:
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+
+
+def duplicate_row(ev: Event, topic: str) -> Row:
+    """A dead_letter.avsc row for an event whose event_id was already applied."""
+    from udfs.avro import encode_event
+
+    return Row(
+        "duplicate_event",
+        f"event_id {ev.event_id!r} was already applied to user {ev.user_id!r}; counted once",
+        topic,
+        -1,  # partition and offset are not known after keyBy
+        -1,
+        ev.event_time,
+        ev.user_id.encode(),
+        encode_event(ev),
+    )
 
 
 class CassandraWriter(MapFunction):

@@ -1,21 +1,25 @@
 """The profile job: per-user profiles in Flink keyed state, scored inline by an ONNX model.
 
-Operator chain (JVM parts in [brackets], Python parts in (parentheses))::
+Operator chain of the default ``pipeline=micro-batch`` (JVM parts in [brackets], Python in (parens))::
 
     [KafkaSource user-events: Avro decode + validate, event-time watermarks]   uid source-user-events
         |
     [validate: split rejected records, extract key]  --side output-->  [KafkaSink user-events-dlq]
-        |  valid events                                         ^ union (duplicates)       uid sink-dlq
-    [keyBy(user_id)]                                            |
-        |                                                       |
-    (profile: keyed state -> udfs.profile.step -> features -> ONNX score)   uid profile
-        |   timers: idle expiry, tile pruning (event time)      |
-        |   --side output duplicates----------------------------+
-        |   --side output late events-->  [KafkaSink user-events-late]  uid sink-late
+        |  valid (user_id, event)                               ^ union (duplicates)       uid sink-dlq
+    [micro-batch: JSON batch per state bucket; flushed at size,  |              uid micro-batch
+     after a delay and before every checkpoint barrier]         |
+        |  keyBy(bucket)                                        |
+    (profile: per event udfs.profile.step -> features;          |              uid profile-batched
+     per batch ONNX score + concurrent Cassandra upserts;        |
+     MapState user -> profile, state TTL)  --duplicates---------+
+        |   --late events-->  [KafkaSink user-events-late]                     uid sink-late
         |
-    (cassandra: upsert profile + insert prediction, idempotent)                   uid cassandra-writer
-        |
-    [KafkaSink user-predictions: Avro, exactly-once or at-least-once]              uid sink-predictions
+    [KafkaSink user-predictions: Avro, exactly-once or at-least-once]          uid sink-predictions
+
+``pipeline=per-event`` (the reference design, one Python call per event) keys by user instead:
+[validate] -> keyBy(user_id) -> (profile: ValueState, event-time timers; uid profile) ->
+(cassandra: uid cassandra-writer) -> [KafkaSink]. The two keep state under different uids, so a
+savepoint of one does not silently restore into the other.
 
 Submit with ``flink run -py flink_jobs/profile_job.py [config flags]`` (see ``--help``); every flag
 also has a PE_* environment variable (flink_jobs/config.py). ``build(env, source, sinks, cfg)``
@@ -36,7 +40,13 @@ from pyflink.datastream.connectors import Sink
 
 from flink_jobs import connectors
 from flink_jobs.config import Config
-from flink_jobs.operators import DUPLICATE_TAG, LATE_TAG, CassandraWriter, ProfileFunction
+from flink_jobs.operators import (
+    DUPLICATE_TAG,
+    LATE_TAG,
+    BatchProfileFunction,
+    CassandraWriter,
+    ProfileFunction,
+)
 from flink_jobs.types import prediction_type, scored_type
 from udfs import schemas
 from udfs.features import FEATURE_NAMES
@@ -59,19 +69,26 @@ def build(
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
     raw = source(env)
-    by_user, dead = connectors.split_and_key(raw)
-    scored = (
-        by_user.process(ProfileFunction(cfg), output_type=scored_type())
-        .name("profile")
-        .uid("profile")
-    )
+    if cfg.pipeline == "micro-batch":
+        batches, dead = connectors.split_and_batch(raw, cfg)
+        scored = (
+            batches.process(BatchProfileFunction(cfg), output_type=prediction_type())
+            .name("profile")
+            .uid("profile-batched")
+        )
+        predictions = scored
+    elif cfg.pipeline == "per-event":
+        by_user, dead = connectors.split_and_key(raw)
+        scored = by_user.process(ProfileFunction(cfg), output_type=scored_type()).name("profile").uid("profile")
+        predictions = scored.map(CassandraWriter(cfg), output_type=prediction_type()).name("cassandra").uid(
+            "cassandra-writer"
+        )
+    else:
+        raise ValueError(f"pipeline must be micro-batch or per-event, not {cfg.pipeline!r}")
     dead.union(scored.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
         "kafka: " + cfg.topic_dlq
     ).uid("sink-dlq")
     scored.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
-    predictions = scored.map(CassandraWriter(cfg), output_type=prediction_type()).name("cassandra").uid(
-        "cassandra-writer"
-    )
     predictions.sink_to(sinks.predictions).name("kafka: " + cfg.topic_predictions).uid("sink-predictions")
     return predictions
 
