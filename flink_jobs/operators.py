@@ -8,9 +8,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
-import numpy as np
 from pyflink.common import Row, Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
@@ -20,6 +19,7 @@ from flink_jobs.config import Config
 from flink_jobs.types import row_type
 from udfs import features as feats
 from udfs import schemas
+from udfs.prediction import PREDICTION_FIELDS, Scores, prediction_row, score_batch
 from udfs.profile import (
     Event,
     Outcome,
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _UNUSED_IN_THREAD_MODE: Any = "periodic compaction: RocksDB default"
 PROFILE_STATE = "profile"  # the bytes inside carry their own layout version (udfs.profile.STATE_VERSION)
-PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
 LATE_TAG = OutputTag("late-events", row_type(schemas.EVENT))
 DUPLICATE_TAG = OutputTag("duplicate-events", row_type(schemas.DEAD_LETTER))
 
@@ -55,38 +54,6 @@ def _to_state(data: bytes) -> str:
 
 def _from_state(text: str) -> bytes:
     return text.encode("latin-1")
-
-
-class Scores(NamedTuple):
-    """What the models said about one profile."""
-
-    score: float
-    model_version: str
-    segment: int
-    segment_name: str
-    segment_model_version: str
-
-
-def prediction_row(
-    ev: Event, scores: Scores, view: dict[str, Any], scored_at: int, features: list[float]
-) -> list[Any]:
-    """Values in the order of schemas/prediction.avsc."""
-    pred = {
-        "user_id": ev.user_id,
-        "event_id": ev.event_id,
-        "event_type": ev.event_type,
-        "event_time": ev.event_time,
-        "score": scores.score,
-        "lifecycle": view["lifecycle"],
-        "value_tier": view["value_tier"],
-        "segment": scores.segment,
-        "segment_name": scores.segment_name,
-        "model_version": scores.model_version,
-        "segment_model_version": scores.segment_model_version,
-        "scored_at": scored_at,
-        "features": features,
-    }
-    return [pred[f] for f in PREDICTION_FIELDS]
 
 
 class ProfileFunction(KeyedProcessFunction):
@@ -198,15 +165,7 @@ class ProfileFunction(KeyedProcessFunction):
         yield  # a generator: PyFlink iterates the result of on_timer
 
     def _score(self, vector: list[float]) -> Scores:
-        x = np.asarray([vector], dtype=np.float32)
-        segment = int(self.segmenter.assign(x)[0])
-        return Scores(
-            float(self.scorer.score(x)[0]),
-            self.scorer.model_version,
-            segment,
-            self.segmenter.name_of(segment),
-            self.segmenter.model_version,
-        )
+        return score_batch(self.scorer, self.segmenter, [vector])[0]
 
 
 class BatchProfileFunction(KeyedProcessFunction):
@@ -297,16 +256,11 @@ class BatchProfileFunction(KeyedProcessFunction):
         if not applied:
             return
         t0 = time.perf_counter()
-        x = np.asarray([a[1] for a in applied], dtype=np.float32)
-        scores = self.scorer.score(x)
-        segments = self.segmenter.assign(x)
+        scores = score_batch(self.scorer, self.segmenter, [a[1] for a in applied])
         t1 = time.perf_counter()
         scored_at = int(time.time() * 1000)
         rows, preds = [], []
-        for i, (ev, vector, view) in enumerate(applied):
-            seg = int(segments[i])
-            s = Scores(float(scores[i]), self.scorer.model_version, seg, self.segmenter.name_of(seg),
-                       self.segmenter.model_version)
+        for (ev, vector, view), s in zip(applied, scores, strict=True):
             values = prediction_row(ev, s, view, scored_at, vector if self.cfg.emit_features else [])
             rows.append(values)
             preds.append(dict(zip(PREDICTION_FIELDS, values, strict=True)))

@@ -54,7 +54,7 @@ def test_flink_row_types_match_avro():
 
 
 def test_prediction_row_is_in_avro_order():
-    from flink_jobs.operators import Scores, prediction_row
+    from udfs.prediction import Scores, prediction_row
 
     ev = Event("e1", "u1", "cart", "i", "c", None, None, 1_000, None, None)
     scores = Scores(0.25, "m1", 3, "buyers", "s1")

@@ -1,0 +1,60 @@
+"""Scoring a batch of feature vectors and shaping predictions (schemas/prediction.avsc). Pure: shared
+by the Flink operators and the framework-free benchmark."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from udfs import schemas
+from udfs.profile import Event
+from udfs.scorer import OnnxScorer
+from udfs.segmenter import OnnxSegmenter
+
+PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
+
+
+class Scores(NamedTuple):
+    """What the models said about one profile."""
+
+    score: float
+    model_version: str
+    segment: int
+    segment_name: str
+    segment_model_version: str
+
+
+def score_batch(scorer: OnnxScorer, segmenter: OnnxSegmenter, vectors: Sequence[Sequence[float]]) -> list[Scores]:
+    """Both models over all vectors in one call each (ONNX cost is per call, not per row)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    scores = scorer.score(x)
+    segments = segmenter.assign(x)
+    out = []
+    for score, seg in zip(scores, segments, strict=True):
+        seg = int(seg)
+        out.append(Scores(float(score), scorer.model_version, seg, segmenter.name_of(seg), segmenter.model_version))
+    return out
+
+
+def prediction_row(
+    ev: Event, scores: Scores, view: dict[str, Any], scored_at: int, features: list[float]
+) -> list[Any]:
+    """Values in the order of schemas/prediction.avsc."""
+    pred = {
+        "user_id": ev.user_id,
+        "event_id": ev.event_id,
+        "event_type": ev.event_type,
+        "event_time": ev.event_time,
+        "score": scores.score,
+        "lifecycle": view["lifecycle"],
+        "value_tier": view["value_tier"],
+        "segment": scores.segment,
+        "segment_name": scores.segment_name,
+        "model_version": scores.model_version,
+        "segment_model_version": scores.segment_model_version,
+        "scored_at": scored_at,
+        "features": features,
+    }
+    return [pred[f] for f in PREDICTION_FIELDS]
