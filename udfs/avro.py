@@ -13,8 +13,11 @@ from udfs import schemas
 class AvroCodec:
     """Encode/decode one schema of schemas/."""
 
-    def __init__(self, avsc: str) -> None:
-        self.schema = fastavro.parse_schema(schemas.avro(avsc))
+    def __init__(self, avsc: str, logical_types: bool = True) -> None:
+        """``logical_types=False`` reads timestamp-millis etc. as their plain type (int), as the
+        job sees them, instead of datetime objects."""
+        schema = schemas.avro(avsc)
+        self.schema = fastavro.parse_schema(schema if logical_types else _strip_logical(schema))
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -23,6 +26,14 @@ class AvroCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         return fastavro.schemaless_reader(io.BytesIO(data), self.schema)
+
+
+def _strip_logical(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical(v) for v in node]
+    return node
 
 
 _EVENT = None
