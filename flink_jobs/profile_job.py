@@ -4,6 +4,8 @@ Operator chain (JVM parts in [brackets], Python parts in (parentheses))::
 
     [KafkaSource user-events: Avro decode + validate, event-time watermarks]   uid source-user-events
         |
+    [state guard: fails a restore of state from an incompatible job]           uid state-guard
+        |
     [validate: split rejected records, extract key]  --side output-->  [KafkaSink user-events-dlq]
         |  valid events                                         ^ union (duplicates)       uid sink-dlq
     [keyBy(user_id)]                                            |
@@ -34,7 +36,7 @@ from pyflink.common import Configuration
 from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors import Sink
 
-from flink_jobs import connectors
+from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
 from flink_jobs.operators import DUPLICATE_TAG, LATE_TAG, CassandraWriter, ProfileFunction
 from flink_jobs.types import prediction_type, scored_type
@@ -58,7 +60,7 @@ def build(
     cfg: Config,
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
-    raw = source(env)
+    raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
     by_user, dead = connectors.split_and_key(raw)
     scored = (
         by_user.process(ProfileFunction(cfg), output_type=scored_type())
