@@ -8,8 +8,10 @@ Figures (recovery times, counts) are printed; run with `-s` to see them."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +19,10 @@ import pytest
 from flink_jobs import submit
 from flink_jobs.config import Config
 from tools import replay
+from tools.kafka_io import collect
 from udfs import schemas
-from udfs.profile import Event, Outcome
+from udfs.profile import STATE_VERSION, Event, Outcome
+from udfs.scorer import OnnxScorer
 
 from . import drills
 from .conftest import isolated, job
@@ -149,3 +153,136 @@ def test_cassandra_outage_backs_off_and_recovers_exactly(taobao):
               f"{resumed - out['t0'] - out['down_s']:.1f} s after Cassandra was back")
         assert out["retries"] >= 1 and out["retry_log_lines"] >= 1, "the writer did not retry visibly"
         check_end_state(cfg, events, out, "cassandra")
+
+
+# --- 4. Stop with a savepoint, new job version; incompatible restores fail -------------------------
+
+
+def model_variant(cfg: Config, path: Path) -> str:
+    """A copy of the propensity model under a new model_version: a new job version to deploy."""
+    import onnx
+
+    model = onnx.load(str(cfg.model_file))
+    meta = {p.key: p for p in model.metadata_props}
+    meta["model_version"].value += "-next"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return meta["model_version"].value
+
+
+def all_exceptions(cfg: Config, job_id: str) -> str:
+    detail = submit.rest(cfg, f"/jobs/{job_id}/exceptions")
+    texts = [detail.get("root-exception") or ""]
+    texts += [e.get("stacktrace", "") for e in detail["exceptionHistory"]["entries"]]
+    return "\n".join(texts)
+
+
+def fails_to_restore(cfg: Config, savepoint: str, module: Path = submit.JOB_MODULE) -> str:
+    """Submit restored from ``savepoint``; the job must end FAILED. Returns its exceptions."""
+    job_id = submit.submit(cfg, savepoint=savepoint, module=module, wait_running=False)
+    try:
+        state = submit.wait_state(cfg, job_id, ("FAILED", "FINISHED", "CANCELED"), timeout_s=240)
+    except TimeoutError:
+        submit.cancel(cfg, job_id)
+        raise AssertionError(f"job restored from {savepoint} with {module.name} did not fail: "
+                             f"{submit.job_state(cfg, job_id)}") from None
+    assert state == "FAILED", state
+    return all_exceptions(cfg, job_id)
+
+
+def test_savepoint_new_version_continues_exactly_and_incompatible_restores_fail(taobao):
+    events = taobao[:N_DRILL]
+    split = len(events) * 2 // 3
+    with isolated() as cfg:
+        old_version = OnnxScorer(str(cfg.model_file), provider="cpu").model_version
+        tap = drills.Tap(cfg, cfg.topic_predictions)
+        try:
+            v1 = submit.submit(cfg)
+            replay.publish(cfg, events[:split], progress=False)
+            tap.wait(len(events) // 3, timeout_s=600, what="before the savepoint")
+            t0 = time.monotonic()
+            savepoint = submit.stop_with_savepoint(cfg, v1)
+            stop_s = time.monotonic() - t0
+            by_v1 = len(collect(cfg, cfg.topic_predictions, 0, timeout_s=30, settle_s=3))  # all committed now
+            # v2: another model file (new model_version) and other non-state settings
+            new_version = model_variant(cfg, cfg.run_path / "it-models" / f"{cfg.consumer_group}.onnx")
+            cfg2 = dataclasses.replace(
+                cfg, model_path=str(cfg.run_path / "it-models" / f"{cfg.consumer_group}.onnx"),
+                segments_path=str(cfg.segments_file), checkpoint_interval_ms=3000, emit_features=True,
+            )
+            t1 = time.monotonic()
+            v2 = submit.submit(cfg2, savepoint=savepoint)
+            start_s = time.monotonic() - t1
+            try:
+                replay.publish(cfg, events[split:], progress=False)
+                tap.wait(len(events), timeout_s=900, what="after the restore")
+                history = drills.exception_history(cfg, v2)
+                restored = drills.restored_checkpoint(cfg, v2)
+            finally:
+                submit.cancel(cfg, v2)
+        finally:
+            preds = drills.decode(tap.close(settle_s=8), schemas.PREDICTION)
+        print(f"\n[savepoint] stop with savepoint {stop_s:.1f} s after {by_v1} predictions, new version "
+              f"running {start_s:.1f} s after submit; {len(preds)} predictions, {by_v1} by {old_version}, "
+              f"{len(preds) - by_v1} by {new_version}")
+        assert restored is not None and restored["is_savepoint"], restored
+        assert history == [], history[0]["stacktrace"][:2000] if history else ""
+        versions = collections.Counter(p["model_version"] for p in preds)
+        assert versions == {old_version: by_v1, new_version: len(events) - by_v1}, versions
+        dead, late = drills.side_topics(cfg)
+        assert dead == [] and late == []
+        expected = drills.offline(cfg, events)
+        drills.assert_exact(cfg, expected, preds)
+        # v1 logged no features, v2 does: the restored state goes on exactly where v1 left it
+        for p in preds:
+            want = expected.vectors[p["event_id"]] if p["model_version"] == new_version else []
+            assert p["features"] == want, p["event_id"]
+        n_before = len(preds)
+
+        # the same savepoint in process mode: thread-mode keyed state would come back EMPTY
+        text = fails_to_restore(dataclasses.replace(cfg, execution_mode="process"), savepoint)
+        assert "incompatible state" in text and "python.execution-mode=process" in text, text[:3000]
+        # a release with a new profile state layout and no migration
+        text = fails_to_restore(cfg, savepoint, module=Path(__file__).parent / "jobs" / "next_state_version_job.py")
+        assert "incompatible state" in text and f"profile-state=v{STATE_VERSION + 1}" in text, text[:3000]
+        after = drills.decode(collect(cfg, cfg.topic_predictions, n_before, timeout_s=60, settle_s=3),
+                              schemas.PREDICTION)
+        assert len(after) == n_before, "a refused restore wrote predictions"
+
+
+# --- 6. The same events published twice (producer retries, a replayed file) -------------------------
+
+
+def test_same_events_published_twice_change_nothing(taobao):
+    events = taobao[:6000]
+    # retries of a producer that lost its acks: every batch of 20 again right after it; then an
+    # operator replays the whole file once more
+    doubled: list[Event] = []
+    for i in range(0, len(events), 20):
+        doubled += events[i:i + 20] * 2
+    published = doubled + events
+    with isolated() as cfg, job(cfg) as job_id:
+        preds_tap = drills.Tap(cfg, cfg.topic_predictions)
+        dlq_tap, late_tap = drills.Tap(cfg, cfg.topic_dlq), drills.Tap(cfg, cfg.topic_late)
+        try:
+            replay.publish(cfg, published, progress=False)
+            preds_tap.wait(len(events), timeout_s=600)
+            copies = len(published) - len(events)
+            deadline = time.monotonic() + 300
+            while dlq_tap.count + late_tap.count < copies and time.monotonic() < deadline:
+                time.sleep(0.5)
+            history = drills.exception_history(cfg, job_id)
+        finally:
+            preds = drills.decode(preds_tap.close(settle_s=8), schemas.PREDICTION)
+            dead = drills.decode(dlq_tap.close(), schemas.DEAD_LETTER)
+            late = drills.decode(late_tap.close(), schemas.EVENT)
+        print(f"\n[twice] {len(published)} records in ({len(events)} distinct events): {len(preds)} predictions, "
+              f"{len(dead)} duplicates in the DLQ, {len(late)} in the late topic (copies behind the watermark)")
+        assert history == [], history[0]["stacktrace"][:2000] if history else ""
+        assert {d["reason"] for d in dead} <= {"duplicate_event"}
+        codec = drills.AvroCodec(schemas.EVENT)
+        copies_out = collections.Counter([codec.decode(d["payload"])["event_id"] for d in dead]
+                                         + [e["event_id"] for e in late])
+        # every copy ends in exactly one place: the DLQ (remembered id) or the late topic
+        assert copies_out == collections.Counter({e.event_id: 2 for e in events})
+        drills.assert_exact(cfg, drills.offline(cfg, events), preds)
