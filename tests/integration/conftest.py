@@ -50,7 +50,8 @@ def isolated(**overrides: object) -> Iterator[Config]:
         yield cfg
     finally:
         # wait for the deletion: an unawaited request can die with its client, leaking the topics
-        for fut in admin(cfg).delete_topics(all_topics(cfg), operation_timeout=30).values():
+        client = admin(cfg)
+        for fut in client.delete_topics(all_topics(cfg), operation_timeout=30).values():
             fut.result()
 
 
