@@ -49,7 +49,8 @@ class Tap:
         self.arrivals: list[float] = []
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
-        self._consumer = consumer(cfg)
+        # log_level 2: no line per refused reconnect while a drill has the broker down
+        self._consumer = consumer(cfg, log_level=2)
         meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -258,3 +259,14 @@ def tm_log_lines(cfg: Config, needle: str) -> int:
         with open(f, encoding="utf-8", errors="replace") as fh:
             n += sum(needle in line for line in fh)
     return n
+
+
+def metric_total(cfg: Config, job_id: str, name_part: str, key: str) -> Optional[int]:
+    """A vertex's I/O figure from the job detail (e.g. 'read-records'), None while unknown."""
+    try:
+        for v in submit.rest(cfg, f"/jobs/{job_id}")["vertices"]:
+            if name_part in v["name"]:
+                return int(v["metrics"][key])
+    except Exception:  # noqa: BLE001 - REST hiccup
+        return None
+    return None

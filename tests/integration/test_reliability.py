@@ -29,6 +29,7 @@ from .conftest import isolated, job
 
 N_CRASH = 50_000  # the issue asks for at least 50,000 real events through a TaskManager crash
 N_DRILL = 15_000
+JOBS = Path(__file__).parent / "jobs"
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +244,7 @@ def test_savepoint_new_version_continues_exactly_and_incompatible_restores_fail(
         text = fails_to_restore(dataclasses.replace(cfg, execution_mode="process"), savepoint)
         assert "incompatible state" in text and "python.execution-mode=process" in text, text[:3000]
         # a release with a new profile state layout and no migration
-        text = fails_to_restore(cfg, savepoint, module=Path(__file__).parent / "jobs" / "next_state_version_job.py")
+        text = fails_to_restore(cfg, savepoint, module=JOBS / "next_state_version_job.py")
         assert "incompatible state" in text and f"profile-state=v{STATE_VERSION + 1}" in text, text[:3000]
         after = drills.decode(collect(cfg, cfg.topic_predictions, n_before, timeout_s=60, settle_s=3),
                               schemas.PREDICTION)
@@ -289,3 +290,34 @@ def test_same_events_published_twice_change_nothing(taobao):
         # every copy ends in exactly one place: the DLQ (remembered id) or the late topic
         assert copies_out == collections.Counter({e.event_id: 2 for e in events})
         drills.assert_exact(cfg, drills.offline(cfg, events), preds)
+
+
+def test_unreadable_profile_state_fails_loudly_instead_of_starting_empty(taobao):
+    """The second line of defence behind the guard: profile state with an unknown layout version
+    (here written by a foreign job under the profile operator's uid) makes the profile operator
+    raise StateVersionError; the job keeps failing and writes nothing, it never starts empty."""
+    first = taobao[:1000]
+    users = {e.user_id for e in first}
+    later = [e for e in taobao[1000:N_DRILL] if e.user_id in users][:1000]
+    with isolated() as cfg:
+        writer = submit.submit(cfg, module=JOBS / "foreign_state_version_job.py")
+        replay.publish(cfg, first, progress=False)
+        deadline = time.monotonic() + 300
+        while (drills.metric_total(cfg, writer, "profile", "read-records") or 0) < len(first):
+            assert time.monotonic() < deadline, "the state writer did not see every event"
+            time.sleep(1)
+        savepoint = submit.stop_with_savepoint(cfg, writer)
+        job_id = submit.submit(cfg, savepoint=savepoint, wait_running=False)
+        try:
+            replay.publish(cfg, later, progress=False)
+            deadline = time.monotonic() + 240
+            while "StateVersionError" not in (text := all_exceptions(cfg, job_id)):
+                assert time.monotonic() < deadline, f"no StateVersionError: {submit.job_state(cfg, job_id)}"
+                time.sleep(2)
+            state = submit.job_state(cfg, job_id)
+        finally:
+            submit.cancel(cfg, job_id)
+        print(f"\n[state version] restore of foreign state: job {state}, "
+              f"{len(drills.exception_history(cfg, job_id))} failures recorded")
+        assert "cannot be read by this release" in text, text[:3000]
+        assert collect(cfg, cfg.topic_predictions, 0, timeout_s=30, settle_s=3) == []
