@@ -4,6 +4,9 @@
 # Config, logs, checkpoints and temp files live under $PE_RUN_PATH/flink.
 #
 #   deploy/flink.sh start | stop | status | logs
+#   deploy/flink.sh kill-tm     SIGKILL this cluster's TaskManager(s) (failure drills, tests)
+#   deploy/flink.sh start-tm    start one more TaskManager and wait until it registered: a standalone
+#                               cluster never replaces a lost TaskManager by itself
 set -euo pipefail
 LOG_TAG=flink
 # shellcheck source=deploy/lib.sh
@@ -50,6 +53,63 @@ code_hash() {
     (cd "$PE_ROOT" && cat flink_jobs/*.py udfs/*.py schemas/* deploy/taskmanager_python/*.py | sha256sum | cut -c1-16)
 }
 
+# Thread mode embeds CPython (pemja) in the TaskManager JVM. It starts from the base interpreter
+# that the venv was made from, so the venv's packages must be put on its path explicitly; the
+# sitecustomize in deploy/taskmanager_python preloads native extensions (see its docstring).
+launch_tm() {
+    PYTHONPATH="$PE_ROOT/deploy/taskmanager_python:$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+        "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+}
+
+# Pids of this cluster's live TaskManagers (from Flink's pid file, checked against the config dir so
+# a recycled pid or another cluster's TaskManager is never touched).
+tm_pids() {
+    local pidfile="$PE_RUN_PATH/flink/flink--taskexecutor.pid" p
+    [[ -f "$pidfile" ]] || return 0
+    while read -r p || [[ -n "$p" ]]; do  # Flink writes the last line without a newline
+        [[ "$p" =~ ^[0-9]+$ && -r /proc/$p/cmdline ]] || continue
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$FLINK_CONF_DIR" && echo "$p"
+    done <"$pidfile"
+    return 0
+}
+
+# Ids of the TaskManagers registered at the JobManager, one per line.
+tm_ids() {
+    "$PE_VENV_PYTHON" - "$PE_FLINK_REST_URL" <<'PY'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/taskmanagers", timeout=5) as r:
+    for tm in json.load(r)["taskmanagers"]:
+        print(tm["id"])
+PY
+}
+
+kill_tm() {
+    local pids
+    mapfile -t pids < <(tm_pids)
+    ((${#pids[@]})) || die "no live TaskManager of this cluster"
+    kill -KILL "${pids[@]}"
+    log "killed TaskManager pid(s) ${pids[*]}"
+}
+
+start_tm() {
+    local before deadline
+    [[ -d "$FLINK_CONF_DIR" ]] || die "the cluster was never started here: deploy/flink.sh start"
+    before="$(tm_ids)" || die "the JobManager does not answer at $PE_FLINK_REST_URL"
+    launch_tm
+    deadline=$((SECONDS + 120))
+    # registered = an id the JobManager did not list before (a dead TaskManager may still be listed
+    # until its heartbeat times out)
+    until comm -13 <(sort <<<"$before") <(tm_ids | sort) | grep -q .; do
+        if ((SECONDS > deadline)); then
+            log "ERROR: the new TaskManager did not register within 120 s"
+            for f in "$FLINK_LOG_DIR"/*taskexecutor*.log; do log_tail "$f" 30; done
+            return 1
+        fi
+        sleep 0.5
+    done
+    log "TaskManager registered"
+}
+
 start() {
     if healthy; then
         if [[ "$(cat "$PE_RUN_PATH/flink/code.sha" 2>/dev/null)" == "$(code_hash)" ]]; then
@@ -66,11 +126,7 @@ start() {
     log "starting JobManager + TaskManager (FLINK_HOME=$FLINK_HOME)"
     # start-cluster.sh would ssh to the workers; start both daemons directly instead.
     "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
-    # Thread mode embeds CPython (pemja) in the TaskManager JVM. It starts from the base interpreter
-    # that the venv was made from, so the venv's packages must be put on its path explicitly; the
-    # sitecustomize in deploy/taskmanager_python preloads native extensions (see its docstring).
-    PYTHONPATH="$PE_ROOT/deploy/taskmanager_python:$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-        "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+    launch_tm
     local deadline=$((SECONDS + 120))
     until healthy; do
         if ((SECONDS > deadline)); then
@@ -106,5 +162,7 @@ case "${1:-}" in
     restart) stop; start ;;
     status) if healthy; then echo "flink: running ($PE_FLINK_REST_URL)"; else echo "flink: stopped"; exit 1; fi ;;
     logs) for f in "$FLINK_LOG_DIR"/*.log; do log_tail "$f" "${2:-40}"; done ;;
-    *) echo "usage: $0 start|stop|status|logs" >&2; exit 2 ;;
+    kill-tm) kill_tm ;;
+    start-tm) start_tm ;;
+    *) echo "usage: $0 start|stop|status|logs|kill-tm|start-tm" >&2; exit 2 ;;
 esac

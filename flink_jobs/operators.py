@@ -168,6 +168,26 @@ class ProfileFunction(KeyedProcessFunction):
         return score_batch(self.scorer, self.segmenter, [vector])[0]
 
 
+def profile_map_descriptor(cfg: Config) -> MapStateDescriptor:
+    """The micro-batch pipeline's profile state: user_id -> versioned Avro bytes as latin-1, under the
+    bucket key, with the TTL that reclaims idle users (TTL is part of the state's serialized form: a
+    restore must use the same setting)."""
+    descriptor = MapStateDescriptor(PROFILE_STATE, Types.STRING(), Types.STRING())
+    if cfg.state_ttl_ms > 0:
+        descriptor.enable_time_to_live(
+            StateTtlConfig.new_builder(Time.milliseconds(cfg.state_ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            # Expired entries are dropped by RocksDB compaction, asked for explicitly: pyflink's
+            # background-cleanup defaults build a py4j Duration, and the TaskManager's interpreter
+            # has no py4j gateway (thread mode never reads the periodic-compaction value).
+            .disable_cleanup_in_background()
+            .cleanup_in_rocksdb_compact_filter(1000, periodic_compaction_time=_UNUSED_IN_THREAD_MODE)
+            .build()
+        )
+    return descriptor
+
+
 class BatchProfileFunction(KeyedProcessFunction):
     """The micro-batch pipeline's profile operator, keyed by state bucket.
 
@@ -188,20 +208,7 @@ class BatchProfileFunction(KeyedProcessFunction):
         from flink_jobs.cassandra_store import CassandraStore
 
         self.settings = self.cfg.profile_settings()
-        descriptor = MapStateDescriptor(PROFILE_STATE, Types.STRING(), Types.STRING())
-        if self.cfg.state_ttl_ms > 0:
-            descriptor.enable_time_to_live(
-                StateTtlConfig.new_builder(Time.milliseconds(self.cfg.state_ttl_ms))
-                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                # Expired entries are dropped by RocksDB compaction, asked for explicitly: pyflink's
-                # background-cleanup defaults build a py4j Duration, and the TaskManager's interpreter
-                # has no py4j gateway (thread mode never reads the periodic-compaction value).
-                .disable_cleanup_in_background()
-                .cleanup_in_rocksdb_compact_filter(1000, periodic_compaction_time=_UNUSED_IN_THREAD_MODE)
-                .build()
-            )
-        self.profiles = runtime_context.get_map_state(descriptor)
+        self.profiles = runtime_context.get_map_state(profile_map_descriptor(self.cfg))
         self.cache: OrderedDict[str, Profile] = OrderedDict()  # decoded mirror of the map state
         self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
         self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)

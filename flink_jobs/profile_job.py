@@ -4,6 +4,8 @@ Operator chain of the default ``pipeline=micro-batch`` (JVM parts in [brackets],
 
     [KafkaSource user-events: Avro decode + validate, event-time watermarks]   uid source-user-events
         |
+    [state guard: fails a restore of state from an incompatible job]           uid state-guard
+        |
     [validate: split rejected records, extract key]  --side output-->  [KafkaSink user-events-dlq]
         |  valid (user_id, event)                               ^ union (duplicates)       uid sink-dlq
     [micro-batch: JSON batch per state bucket; flushed at size,  |              uid micro-batch
@@ -38,7 +40,7 @@ from pyflink.common import Configuration
 from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors import Sink
 
-from flink_jobs import connectors
+from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
 from flink_jobs.operators import (
     DUPLICATE_TAG,
@@ -68,7 +70,7 @@ def build(
     cfg: Config,
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
-    raw = source(env)
+    raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
     if cfg.pipeline == "micro-batch":
         batches, dead = connectors.split_and_batch(raw, cfg)
         scored = (

@@ -108,20 +108,51 @@ def exceptions(cfg: Config, job_id: str) -> str:
         return f"(no exception report: {exc})"
 
 
-def submit(cfg: Config, replace: bool = False, timeout_s: float = 300.0) -> str:
-    """Submit detached; returns the JobID once all tasks run."""
+def submit(
+    cfg: Config,
+    replace: bool = False,
+    timeout_s: float = 300.0,
+    savepoint: Optional[str] = None,
+    module: Path = JOB_MODULE,
+    wait_running: bool = True,
+) -> str:
+    """Submit detached, restored from ``savepoint`` if given (never with --allowNonRestoredState:
+    state the new job cannot place must fail the submission); returns the JobID once all tasks run
+    (or at once with ``wait_running=False``)."""
     if replace:
         for jid in running_jobs(cfg):
             cancel(cfg, jid)
-    cmd = [str(flink_home() / "bin" / "flink"), "run", "-d", "-py", str(JOB_MODULE), *config_flags(cfg)]
+    restore = ["-s", savepoint] if savepoint else []
+    cmd = [str(flink_home() / "bin" / "flink"), "run", "-d", *restore, "-py", str(module), *config_flags(cfg)]
     proc = subprocess.run(cmd, env=flink_env(cfg), cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     out = proc.stdout + proc.stderr
     m = re.search(r"JobID ([0-9a-f]{32})", out)
     if proc.returncode != 0 or not m:
         raise RuntimeError(f"flink run failed (exit {proc.returncode}):\n{out[-4000:]}")
     job_id = m.group(1)
-    wait_tasks_running(cfg, job_id)
+    if wait_running:
+        wait_tasks_running(cfg, job_id)
     return job_id
+
+
+def stop_with_savepoint(cfg: Config, job_id: str, timeout_s: float = 180.0) -> str:
+    """Stop the job with a canonical savepoint (REST; PyFlink's JobClient.stop_with_savepoint is
+    broken); returns the savepoint's path."""
+    target = (cfg.run_path / "flink" / "savepoints").as_uri()
+    trigger = rest(cfg, f"/jobs/{job_id}/stop", method="POST",
+                   body={"targetDirectory": target, "drain": False, "formatType": "CANONICAL"})["request-id"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = rest(cfg, f"/jobs/{job_id}/savepoints/{trigger}")
+        if status["status"]["id"] == "COMPLETED":
+            op = status["operation"]
+            if "failure-cause" in op:
+                raise RuntimeError(f"stop with savepoint failed: {op['failure-cause'].get('stack-trace', op)[:3000]}")
+            wait_state(cfg, job_id, ("FINISHED", "CANCELED", "FAILED"), timeout_s)
+            return op["location"]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"savepoint of {job_id} not done after {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,8 +135,12 @@ def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings
     Expiry: an event ``idle_expiry_ms`` or more after the user's last one starts a fresh profile. The
     job's expiry timer clears such state once the watermark passes that point; every later on-time
     event is past it too, so timer or not, stream and offline replay agree."""
+    kept: dict[str, int] = {}
     if state is not None and ev.event_time >= state.last_seen + s.idle_expiry_ms:
-        # start over; the fresh profile's version (>= last_seen * 1000) is still above the old one
+        # start over; the fresh profile's version (>= last_seen * 1000) is still above the old one.
+        # Keep the ids a copy of which would still be on time: the stream's watermark can lag far
+        # behind this event (a partition not read yet), and forgetting them applied such a copy twice.
+        kept = {i: t for i, t in state.seen_ids.items() if t > watermark}
         state = None
     before = Before(state.last_seen, state.last_purchase_time) if state is not None else None
     if state is not None and ev.event_id in state.seen_ids:
@@ -144,6 +148,7 @@ def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings
     if ev.event_time <= watermark:
         return Step(Outcome.LATE, before, state, ev)
     state = apply_event(state, ev, s)
+    state.seen_ids.update(kept)
     prune(state, watermark, s)
     return Step(Outcome.APPLIED, before, state, ev)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import time
-from typing import Optional
+from typing import Any, Optional
+
+import fastavro
 
 from tools.kafka_io import AvroCodec
 from udfs import schemas
@@ -16,6 +20,31 @@ def _event(**over: object) -> dict:
                 price=None, quantity=None, event_time=1_511_600_000_000, session_id=None, shop_id="test")
     base.update(over)
     return base
+
+
+def _writer(change) -> Any:  # noqa: ANN001 - a function editing the schema's field list
+    """fastavro writer schema: user_event.avsc as an older or careless producer might have it."""
+    schema = copy.deepcopy(schemas.avro(schemas.EVENT))
+    change(schema["fields"])
+    return fastavro.parse_schema(schema)
+
+
+def _encode(schema: Any, record: dict) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+def _nullable(field: str):  # noqa: ANN202
+    def change(fields: list) -> None:
+        next(f for f in fields if f["name"] == field)["type"] = ["null", "string"]
+    return change
+
+
+def _without(*names: str):  # noqa: ANN202
+    def change(fields: list) -> None:
+        fields[:] = [f for f in fields if f["name"] not in names]
+    return change
 
 
 def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
@@ -59,4 +88,18 @@ def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
         (b"k", ev.encode(_event(event_id="bad-negq", event_type="purchase", price=1.0, quantity=-3)),
          "invalid_quantity", "negative quantity"),
         (b"k", ev.encode(_event(event_id="bad-item", item_id="i" * 300)), "field_too_long", "300-char item id"),
+        # a producer whose schema lets user_id be null, sending null
+        (b"k", _encode(_writer(_nullable("user_id")), _event(event_id="bad-null", user_id=None)), ANY,
+         "null user_id (writer schema with a nullable user_id)"),
+        # a producer on a schema without item_id and category_id (required here)
+        (b"k", _encode(_writer(_without("item_id", "category_id")), _event(event_id="bad-missing")), ANY,
+         "required fields missing (older writer schema)"),
+        (b"k", ev.encode(_event(event_id="bad-huge", shop_id="s" * 500_000)), "field_too_long",
+         "500 kB shop id"),
+        (b"k", ev.encode(_event(event_id="é" * 300)), "field_too_long", "300 non-ASCII chars"),
+        (b"k", ev.encode(_event(event_id="bad-negt", event_time=-1)), "invalid_event_time", "negative timestamp"),
+        (b"k", ev.encode(_event(event_id="bad-epoch", event_time=0)), "invalid_event_time", "epoch 0"),
+        (b"k", ev.encode(_event(event_id="bad-far", event_time=253_402_300_799_000)), "invalid_event_time",
+         "year 9999"),
+        (b"k", ev.encode(_event(event_id="bad-blank-item", item_id="\t \n")), "empty_field", "whitespace item id"),
     ]

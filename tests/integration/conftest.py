@@ -49,7 +49,10 @@ def isolated(**overrides: object) -> Iterator[Config]:
     try:
         yield cfg
     finally:
-        admin(cfg).delete_topics(all_topics(cfg), operation_timeout=30)
+        # wait for the deletion: an unawaited request can die with its client, leaking the topics
+        client = admin(cfg)
+        for fut in client.delete_topics(all_topics(cfg), operation_timeout=30).values():
+            fut.result()
 
 
 @contextlib.contextmanager

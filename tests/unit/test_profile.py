@@ -199,6 +199,20 @@ def test_an_event_after_the_idle_time_starts_a_fresh_profile(gap, fresh):
     assert r.state.version > old_version
 
 
+def test_a_copy_still_on_time_after_a_fresh_start_is_a_duplicate():
+    """A producer retry of an old event, after the same user's event 30+ days later, while the
+    watermark still lags behind the old event (found by the reliability drill)."""
+    p = build([ev(0, eid="old")])
+    p = step(p, ev(S.idle_expiry_ms, eid="new"), NO_WATERMARK).state  # fresh profile
+    assert p.n_events == 1
+    assert step(p, ev(0, eid="old"), NO_WATERMARK).outcome is Outcome.DUPLICATE
+    # once the watermark passed the old event, the copy is late and the id is not kept
+    p = build([ev(0, eid="old")])
+    p = step(p, ev(S.idle_expiry_ms, eid="new"), T0 + 1).state
+    assert set(p.seen_ids) == {"new"}
+    assert step(p, ev(0, eid="old"), T0 + 1).outcome is Outcome.LATE
+
+
 # --- tags ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("first, last, as_of, stage", [
     (0, 0, D, "new"), (0, 10 * D, 10 * D, "active"), (0, 10 * D, 18 * D, "at-risk"), (0, 10 * D, 41 * D, "dormant")])

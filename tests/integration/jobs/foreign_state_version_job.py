@@ -1,0 +1,46 @@
+"""A job with the profile job's source, batching, key and profile operator uid (micro-batch pipeline)
+that writes each user's profile state with a layout version byte no release reads. Restoring the real job from its savepoint shows
+what an unreadable state does to the profile operator (test_reliability.py)."""
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+
+from flink_jobs import connectors, profile_job, state_guard
+from flink_jobs.config import Config
+from flink_jobs.operators import profile_map_descriptor
+from udfs.profile import STATE_VERSION, Event
+
+FOREIGN_VERSION = STATE_VERSION + 1
+
+
+class WriteForeignState(KeyedProcessFunction):
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_map_state(profile_map_descriptor(self.cfg))
+
+    def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterable[str]:  # noqa: ANN001
+        for item in json.loads(value[0]):
+            user = Event(*item[1:]).user_id
+            self.state.put(user, chr(FOREIGN_VERSION) + "\x00")  # version byte + (any) body, as latin-1
+            yield user
+
+
+def main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser()
+    Config.add_arguments(parser)
+    cfg = Config.from_args(parser.parse_args(argv))
+    env = profile_job.environment(cfg)
+    batches, _dead = connectors.split_and_batch(state_guard.guard(connectors.event_source(env, cfg), cfg), cfg)
+    batches.process(WriteForeignState(cfg), output_type=Types.STRING()).name("profile").uid("profile-batched").print()
+    env.execute("profile-engine-foreign-state")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
