@@ -2,8 +2,9 @@
 
 A thread-mode snapshot restored in process mode gives EMPTY Python keyed state without an error, a
 profile state written with another layout version cannot be read, and a micro-batch job restored
-with another state_buckets would look each user up under the wrong key (an empty profile). The guard stores a fingerprint
-of both in every checkpoint and fails the job for good when a restore's fingerprint differs.
+with another state_buckets would look each user up under the wrong key (an empty profile). The guard
+stores a fingerprint of these in every checkpoint and fails the job for good when a restore's
+fingerprint differs.
 """
 
 from __future__ import annotations

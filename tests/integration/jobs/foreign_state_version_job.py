@@ -1,6 +1,7 @@
 """A job with the profile job's source, batching, key and profile operator uid (micro-batch pipeline)
-that writes each user's profile state with a layout version byte no release reads. Restoring the real job from its savepoint shows
-what an unreadable state does to the profile operator (test_reliability.py)."""
+that writes each user's profile state with a layout version byte no release reads. Restoring the
+real job from its savepoint shows what an unreadable state does to the profile operator
+(test_reliability.py)."""
 
 import argparse
 import json
