@@ -93,12 +93,12 @@ def component_pids(cfg: Config) -> dict[str, int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its reaped children."""
+    """utime + stime of a process (not of its children: the ceiling reports its own)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
@@ -186,10 +186,11 @@ def run_ceiling(base: Config, events: list[Event]) -> dict[str, Any]:
         flags = submit.config_flags(cfg)
         proc = subprocess.Popen([sys.executable, "-m", "bench.python_ceiling", "--expected", str(len(events)), *flags],
                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        pids["python ceiling"] = proc.pid
         with CpuMeter(pids) as cpu:
-            w.wait_for(len(events), timeout_s=120 + len(events) / 100)
-            out, _ = proc.communicate(timeout=120)
+            out, _ = proc.communicate(timeout=120 + len(events) / 100)  # it stops after the last event
+        stats = json.loads(out)
+        cpu.cores["python ceiling"] = round(stats["cpu_seconds"] / stats["wall_seconds"], 2)
+        w.wait_for(stats["predictions"], timeout_s=30)
         w.stop.set()
         rate = steady_rate([t for t, _ in w.records])
         print(f"  python ceiling: {rate:,.0f} events/s  cpu {cpu.cores}  ({out.strip()})", flush=True)

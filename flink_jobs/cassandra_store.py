@@ -17,7 +17,7 @@ from typing import Any, Optional
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from flink_jobs.config import Config
 from udfs import schemas
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
 PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
 # the profile row also keeps the latest scores: these columns are copied from the prediction
+# write_many groups rows by their first value: the partition key of both tables
+assert PROFILE_COLUMNS[0] == PREDICTION_COLUMNS[0] == "user_id", "write_many sorts by the partition key"
 PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 
 
@@ -68,7 +70,7 @@ class CassandraStore:
         self.max_in_flight = max_in_flight
         self.on_retry = on_retry
         self.cluster, self.session = connect(cfg, cfg.cassandra_keyspace)
-        cl = ConsistencyLevel.name_to_value[cfg.cassandra_consistency.upper()]
+        cl = self.consistency = ConsistencyLevel.name_to_value[cfg.cassandra_consistency.upper()]
         ks = cfg.cassandra_keyspace
         self._put_profile = self._prepare(
             f"INSERT INTO {ks}.profiles ({', '.join(PROFILE_COLUMNS)}) "
@@ -111,11 +113,23 @@ class CassandraStore:
         whole set with backoff (every statement is idempotent), then raise: the job restarts from its
         last checkpoint and replays, and nothing is lost."""
         work = [(self._put_profile, v) for v in profiles] + [(self._put_prediction, v) for v in predictions]
+        # rows of one user next to each other: most batches then touch few partitions
+        work.sort(key=lambda sv: sv[1][0])
+        k = max(1, self.cfg.cassandra_batch_statements)
+        requests: list[Any] = []
+        for i in range(0, len(work), k):
+            if k == 1:
+                requests.append(work[i])
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
+            for stmt, values in work[i:i + k]:
+                batch.add(stmt, values)
+            requests.append((batch, None))
         delay = 0.1
         for attempt in range(self.max_retries + 1):
             try:
-                for i in range(0, len(work), self.max_in_flight):
-                    chunk = work[i:i + self.max_in_flight]
+                for i in range(0, len(requests), self.max_in_flight):
+                    chunk = requests[i:i + self.max_in_flight]
                     futures = [self.session.execute_async(stmt, values) for stmt, values in chunk]
                     for f in futures:
                         f.result()

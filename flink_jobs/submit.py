@@ -66,6 +66,23 @@ def running_jobs(cfg: Config, name: str = "profile-engine") -> list[str]:
     return [j["jid"] for j in jobs(cfg) if j["name"] == name and j["state"] in ("RUNNING", "CREATED", "RESTARTING")]
 
 
+def job_metrics(cfg: Config, job_id: str, group: str = "profile_engine") -> dict[str, float]:
+    """The job's own metrics (``group``) through the REST API, as the web UI shows them: summed over
+    subtasks for counters; histograms as <name>_<stat> (mean, p50, p99, ...) of subtask 0."""
+    out: dict[str, float] = {}
+    for v in rest(cfg, f"/jobs/{job_id}")["vertices"]:
+        base = f"/jobs/{job_id}/vertices/{v['id']}"
+        # vertex metric ids are "<subtask>.<operator>.<group>.<name>"; the aggregate takes them without
+        # the subtask index
+        ids = sorted({m["id"].split(".", 1)[1] for m in rest(cfg, base + "/metrics") if f".{group}." in m["id"]})
+        if not ids:
+            continue
+        for m in rest(cfg, base + "/subtasks/metrics?get=" + ",".join(ids)):
+            name = m["id"].split(f".{group}.", 1)[1]
+            out[name] = out.get(name, 0.0) + float(m["sum"])
+    return out
+
+
 def cancel(cfg: Config, job_id: str, timeout_s: float = 60.0) -> None:
     rest(cfg, f"/jobs/{job_id}?mode=cancel", method="PATCH")
     wait_state(cfg, job_id, ("CANCELED", "FAILED", "FINISHED"), timeout_s)

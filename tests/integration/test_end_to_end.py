@@ -1,14 +1,18 @@
 """Real Taobao events + broken, duplicate and late records through real Kafka, Flink and Cassandra:
 every record ends in exactly one place, and the stream computes exactly what the offline replay of
-the same core computes."""
+the same core computes. Every test runs against both pipelines (micro-batch, the default, and the
+per-event reference)."""
 
 from __future__ import annotations
 
 import collections
+import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from flink_jobs import submit
 from flink_jobs.cassandra_store import CassandraStore
 from flink_jobs.config import Config
 from tools import replay
@@ -20,11 +24,18 @@ from udfs.scorer import OnnxScorer
 from udfs.segmenter import OnnxSegmenter
 
 from .bad_records import ANY, bad_records
+from .conftest import isolated
 
 N_EVENTS = 6000
 N_DUPLICATES = 10
 N_LATE = 10
 DAY = 86_400_000
+
+
+@pytest.fixture(scope="module", params=["micro-batch", "per-event"])
+def isolated_cfg(request: pytest.FixtureRequest) -> Iterator[Config]:
+    with isolated(pipeline=request.param) as cfg:
+        yield cfg
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +184,33 @@ def test_rewriting_the_same_profile_changes_nothing(isolated_cfg, outcome):
         assert len(after["features"]) == len(before["features"])
     finally:
         store.close()
+
+
+def test_metrics_readable_through_the_rest_api(isolated_cfg, running_job, outcome):
+    """What the web UI shows for the job, read back through the JobManager's REST API."""
+    o = outcome
+    n_in = len(o["events"]) + len(o["duplicates"]) + len(o["late"]) + len(o["bad"])
+    want = {
+        "records_in": n_in,
+        "dead_letters": len(o["bad"]),
+        "events_applied": len(o["events"]),
+        "events_duplicate": len(o["duplicates"]),
+        "events_late": len(o["late"]),
+        "cassandra_writes": len(o["events"]),
+        "cassandra_retries": 0,
+        "onnx_provider_cuda": 0,  # no GPU in CI
+    }
+    deadline = time.monotonic() + 60  # the REST metric store refreshes every few seconds
+    while True:
+        got = submit.job_metrics(isolated_cfg, running_job)
+        if all(got.get(k) == v for k, v in want.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert {k: got.get(k) for k in want} == want
+    # the stream is 2017 data: event time trails the wall clock by years
+    assert got["event_time_lag_ms"] > 365 * DAY
+    if isolated_cfg.pipeline == "micro-batch":
+        assert got["batched_events"] == len(o["events"]) + len(o["duplicates"]) + len(o["late"])
+        assert 1 <= got["batch_size_mean"] <= isolated_cfg.batch_max_events
+        assert got["batches"] >= got["python_batches"] >= 1
+        assert got["onnx_micros"] > 0 and got["cassandra_write_micros"] > 0

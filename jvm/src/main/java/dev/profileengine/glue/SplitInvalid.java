@@ -1,7 +1,10 @@
 package dev.profileengine.glue;
 
 import org.apache.avro.Schema;
+import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.MetricGroup;
 import org.apache.flink.streaming.api.functions.ProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -16,6 +19,8 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
   private final int nEventFields;
   private final int userIndex;
   private final OutputTag<Row> dlqTag;
+  private transient Counter recordsIn;
+  private transient Counter deadLetters;
 
   public SplitInvalid(String eventSchemaJson, String deadLetterSchemaJson) {
     Schema event = AvroRows.parse(eventSchemaJson);
@@ -42,8 +47,16 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
   }
 
   @Override
+  public void open(OpenContext openContext) throws Exception {
+    MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("profile_engine");
+    recordsIn = group.counter("records_in");
+    deadLetters = group.counter("dead_letters");
+  }
+
+  @Override
   public void processElement(Row row, Context ctx, Collector<Row> out) {
     int n = nEventFields;
+    recordsIn.inc();
     if (row.getField(n) == null) {
       Row event = new Row(n);
       for (int i = 0; i < n; i++) {
@@ -58,6 +71,7 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
         dead.setField(i, row.getField(n + i));
       }
       ctx.output(dlqTag, dead);
+      deadLetters.inc();
     }
   }
 
