@@ -82,6 +82,10 @@ class CassandraStore:
             f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))}) USING TIMESTAMP ?",
             cl,
         )
+        self._erase_profile = self._prepare(f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE user_id = ?", cl)
+        self._erase_predictions = self._prepare(
+            f"DELETE FROM {ks}.predictions USING TIMESTAMP ? WHERE user_id = ?", cl
+        )
 
     def _prepare(self, cql: str, cl: int) -> PreparedStatement:
         stmt = self.session.prepare(cql)
@@ -108,13 +112,23 @@ class CassandraStore:
         self.write_many([self.profile_values(view, version, prediction, features)],
                         [self.prediction_values(prediction)])
 
-    def write_many(self, profiles: Sequence[list[Any]], predictions: Sequence[list[Any]]) -> None:
-        """All upserts concurrently (at most ``max_in_flight`` at a time); when any fails, retry the
-        whole set with backoff (every statement is idempotent), then raise: the job restarts from its
-        last checkpoint and replays, and nothing is lost."""
-        work = [(self._put_profile, v) for v in profiles] + [(self._put_prediction, v) for v in predictions]
+    def write_many(
+        self,
+        profiles: Sequence[list[Any]],
+        predictions: Sequence[list[Any]],
+        erasures: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """All upserts (and erasures: (user_id, tombstone write time in µs)) concurrently, at most
+        ``max_in_flight`` requests at a time; when any fails, retry the whole set with backoff (every
+        statement is idempotent), then raise: the job restarts from its last checkpoint and replays,
+        and nothing is lost. Write times decide what wins, not the order of the statements."""
+        keyed = [(v[0], self._put_profile, v) for v in profiles]
+        keyed += [(v[0], self._put_prediction, v) for v in predictions]
+        for user, ts in erasures:
+            keyed += [(user, self._erase_profile, [ts, user]), (user, self._erase_predictions, [ts, user])]
         # rows of one user next to each other: most batches then touch few partitions
-        work.sort(key=lambda sv: sv[1][0])
+        keyed.sort(key=lambda k: k[0])
+        work = [(stmt, values) for _, stmt, values in keyed]
         k = max(1, self.cfg.cassandra_batch_statements)
         requests: list[Any] = []
         for i in range(0, len(work), k):
@@ -142,6 +156,10 @@ class CassandraStore:
                             len(work), attempt + 1, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def erase(self, user_id: str, timestamp_us: int) -> None:
+        """Delete the user's profile row and every prediction row written before ``timestamp_us``."""
+        self.write_many([], [], [(user_id, timestamp_us)])
 
     def profile(self, user_id: str) -> Optional[dict[str, Any]]:
         row = self.session.execute(

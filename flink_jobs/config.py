@@ -87,9 +87,10 @@ class Config:
         default="micro-batch",
     )
     state_buckets: int = _doc(
-        "micro-batch: users are hashed into this many state keys (fixed for the life of the state; "
-        "the most parallel subtasks that can share the work)",
-        default=16,
+        "micro-batch: users are hashed into this many state keys, one Python call per bucket and flush. "
+        "Fixed for the life of the state; also the most subtasks that can share the profile work. Fewer "
+        "buckets = bigger batches (16 on 2 cores: p50 latency 5.9 s at 1.7k events/s; 4: 185 ms)",
+        default=4,
     )
     batch_max_events: int = _doc("micro-batch: a bucket's batch is handed to Python at this size", default=500)
     batch_max_delay_ms: int = _doc("micro-batch: ... or after this much processing time", default=100)

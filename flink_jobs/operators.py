@@ -26,6 +26,7 @@ from udfs.profile import (
     Profile,
     decode_profile,
     encode_profile,
+    erasure_timestamp,
     is_expired,
     prune,
     step,
@@ -81,6 +82,7 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_late = group.counter("events_late")
         self.m_duplicates = group.counter("events_duplicate")
         self.m_expired = group.counter("profiles_expired")
+        self.m_erased = group.counter("users_erased")
         # Counters only: a Python gauge is read by Flink's metric thread, which calls into the
         # embedded interpreter from outside the task thread and crashed the TaskManager (SIGSEGV in
         # take_gil). 1 = this subtask scores on CUDA.
@@ -127,6 +129,12 @@ class ProfileFunction(KeyedProcessFunction):
         ev = Event(*value)
         state = self._load(ev.user_id)
         result = step(state, ev, ctx.timer_service().current_watermark(), self.settings)
+        if result.outcome is Outcome.ERASED:
+            # privacy request: the state goes here; tools.erase_user deletes the Cassandra rows
+            self.state.clear()
+            self.cache.pop(ev.user_id, None)
+            self.m_erased.inc()
+            return
         if result.outcome is Outcome.DUPLICATE:
             self.m_duplicates.inc()
             yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
@@ -217,6 +225,7 @@ class BatchProfileFunction(KeyedProcessFunction):
         self.m_late = group.counter("events_late")
         self.m_duplicates = group.counter("events_duplicate")
         self.m_written = group.counter("cassandra_writes")
+        self.m_erased = group.counter("users_erased")
         # Sums (counters: Python gauges and histograms crash the TM, see ProfileFunction); divide by
         # the batches counter of the micro-batch operator for the mean per batch.
         self.m_onnx_us = group.counter("onnx_micros")
@@ -244,9 +253,20 @@ class BatchProfileFunction(KeyedProcessFunction):
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         applied: list[tuple[Event, list[float], dict[str, Any]]] = []
         dirty: dict[str, tuple[Profile, int]] = {}  # user -> (profile, index of its last applied event)
+        erasures: list[tuple[str, int]] = []
         for item in json.loads(value[0]):
             ev = Event(*item[1:])
-            result = step(self._load(ev.user_id), ev, item[0], self.settings)
+            current = self._load(ev.user_id)
+            result = step(current, ev, item[0], self.settings)
+            if result.outcome is Outcome.ERASED:
+                # privacy request: state, cache and Cassandra rows go; this batch's earlier rows of
+                # the user are written below the tombstones' write time, so they stay deleted
+                self.profiles.remove(ev.user_id)
+                self.cache.pop(ev.user_id, None)
+                dirty.pop(ev.user_id, None)
+                erasures.append((ev.user_id, erasure_timestamp(current, ev)))
+                self.m_erased.inc()
+                continue
             if result.outcome is Outcome.DUPLICATE:
                 self.m_duplicates.inc()
                 yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
@@ -261,6 +281,8 @@ class BatchProfileFunction(KeyedProcessFunction):
             dirty[ev.user_id] = (p, len(applied))
             applied.append((ev, vector, view))
         if not applied:
+            if erasures:
+                self.store.write_many([], [], erasures)
             return
         t0 = time.perf_counter()
         scores = score_batch(self.scorer, self.segmenter, [a[1] for a in applied])
@@ -275,7 +297,7 @@ class BatchProfileFunction(KeyedProcessFunction):
             self.store.profile_values(applied[i][2], p.version, preds[i], applied[i][1]) for p, i in dirty.values()
         ]
         # acknowledged before the predictions leave, hence before any later checkpoint barrier
-        self.store.write_many(profiles, [self.store.prediction_values(pred) for pred in preds])
+        self.store.write_many(profiles, [self.store.prediction_values(pred) for pred in preds], erasures)
         t2 = time.perf_counter()
         for user, (p, _) in dirty.items():
             self.profiles.put(user, _to_state(encode_profile(p)))

@@ -112,6 +112,11 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     LATE = "late"
+    ERASED = "erased"  # a control event: the user's profile is gone (privacy request)
+
+
+ERASE = "erase"
+assert ERASE in schemas.control_types(), "user_event.avsc x-control-types must list 'erase'"
 
 
 class Step(NamedTuple):
@@ -135,6 +140,10 @@ def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings
     Expiry: an event ``idle_expiry_ms`` or more after the user's last one starts a fresh profile. The
     job's expiry timer clears such state once the watermark passes that point; every later on-time
     event is past it too, so timer or not, stream and offline replay agree."""
+    if ev.event_type == ERASE:
+        # never late and never a duplicate: forgetting is always applied, whatever the watermark
+        before = Before(state.last_seen, state.last_purchase_time) if state is not None else None
+        return Step(Outcome.ERASED, before, None, ev)
     kept: dict[str, int] = {}
     if state is not None and ev.event_time >= state.last_seen + s.idle_expiry_ms:
         # start over; the fresh profile's version (>= last_seen * 1000) is still above the old one.
@@ -151,6 +160,13 @@ def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings
     state.seen_ids.update(kept)
     prune(state, watermark, s)
     return Step(Outcome.APPLIED, before, state, ev)
+
+
+def erasure_timestamp(state: Optional[Profile], ev: Event) -> int:
+    """Cassandra write time (µs) of the tombstones for an erase: above every write the job made for
+    this profile (profile rows use ``version``, predictions their event time in µs) and at least the
+    erase's own time, so only events after the erasure can write the user again."""
+    return max(ev.event_time * 1000, state.version + 1 if state is not None else 0)
 
 
 def apply_event(state: Optional[Profile], ev: Event, s: ProfileSettings = DEFAULT_SETTINGS) -> Profile:
@@ -433,6 +449,8 @@ def replay_steps(
         result = step(state.get(ev.user_id), ev, wm, s)
         if result.state is not None:
             state[ev.user_id] = result.state
+        elif result.outcome is Outcome.ERASED:
+            state.pop(ev.user_id, None)
         max_seen = max(max_seen, ev.event_time)
         yield result
 

@@ -60,6 +60,11 @@ def event_types() -> list[str]:
     return list(avro(EVENT)["x-event-types"])
 
 
+def control_types() -> list[str]:
+    """Event types that steer the job instead of describing behaviour ('erase')."""
+    return list(avro(EVENT).get("x-control-types", []))
+
+
 def state_version() -> int:
     return int(avro(PROFILE_STATE)["x-state-version"])
 

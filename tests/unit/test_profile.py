@@ -312,3 +312,23 @@ def test_vector_and_view_equal_their_separate_functions(times):
         vector, view = vector_and_view(r.before, r.state, r.event)
         assert vector == feature_vector(r.before, r.state, r.event)
         assert view == profile_view(r.state)
+
+
+def test_erase_forgets_the_user_whatever_the_watermark():
+    from tools.erase_user import erase_event
+    from udfs.profile import Outcome, erasure_timestamp, replay_steps
+
+    evs = [ev(t * 60_000, "view", user="u", eid=f"e{t}") for t in range(5)]
+    erase_at = evs[-1].event_time + 1
+    later = [ev(erase_at - T0 + t * 60_000, "cart", user="u", eid=f"n{t}") for t in range(1, 4)]
+    steps = list(replay_steps([*evs, erase_event("u", erase_at), *later, evs[0]], S))
+    erased = steps[5]
+    assert erased.outcome is Outcome.ERASED and erased.state is None
+    # after the erasure the profile starts from nothing: only the later events count
+    assert steps[8].outcome is Outcome.APPLIED and steps[8].state.n_events == 3 and steps[8].state.n_view == 0
+    # a copy of an erased event is no longer known as a duplicate: here it is simply late
+    assert steps[9].outcome is Outcome.LATE
+    # tombstones sit above every write of the erased profile and at least at the erasure time
+    before = steps[4].state
+    assert erasure_timestamp(before, erase_event("u", erase_at)) == max(erase_at * 1000, before.version + 1)
+    assert erasure_timestamp(None, erase_event("u", 5)) == 5000

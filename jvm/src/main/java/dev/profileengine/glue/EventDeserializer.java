@@ -53,10 +53,12 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
     schema = AvroRows.parse(schemaJson);
     reader = new GenericDatumReader<>(schema);
     eventTypes = new HashSet<>();
-    Object types = schema.getObjectProp("x-event-types");
-    if (types instanceof List) {
-      for (Object t : (List<?>) types) {
-        eventTypes.add(String.valueOf(t));
+    for (String prop : new String[] {"x-event-types", "x-control-types"}) {
+      Object types = schema.getObjectProp(prop);
+      if (types instanceof List) {
+        for (Object t : (List<?>) types) {
+          eventTypes.add(String.valueOf(t));
+        }
       }
     }
     Object maxLen = schema.getObjectProp("x-max-string-length");

@@ -79,9 +79,6 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
     batches = group.counter("batches");
     events = group.counter("batched_events");
     batchSize = group.histogram("batch_size", new DescriptiveStatisticsHistogram(1000));
-    // how far event time (the watermark) trails the wall clock: the consumer's event-time lag
-    group.gauge("event_time_lag_ms",
-        () -> watermark == Long.MIN_VALUE ? -1L : System.currentTimeMillis() - watermark);
   }
 
   @Override

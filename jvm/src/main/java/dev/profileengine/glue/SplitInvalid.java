@@ -21,6 +21,7 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
   private final OutputTag<Row> dlqTag;
   private transient Counter recordsIn;
   private transient Counter deadLetters;
+  private transient volatile long watermark;
 
   public SplitInvalid(String eventSchemaJson, String deadLetterSchemaJson) {
     Schema event = AvroRows.parse(eventSchemaJson);
@@ -48,15 +49,20 @@ public class SplitInvalid extends ProcessFunction<Row, Row> {
 
   @Override
   public void open(OpenContext openContext) throws Exception {
+    watermark = Long.MIN_VALUE;
     MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("profile_engine");
     recordsIn = group.counter("records_in");
     deadLetters = group.counter("dead_letters");
+    // how far event time (the watermark) trails the wall clock: the consumer's event-time lag
+    group.gauge("event_time_lag_ms",
+        () -> watermark == Long.MIN_VALUE ? -1L : System.currentTimeMillis() - watermark);
   }
 
   @Override
   public void processElement(Row row, Context ctx, Collector<Row> out) {
     int n = nEventFields;
     recordsIn.inc();
+    watermark = ctx.timerService().currentWatermark();
     if (row.getField(n) == null) {
       Row event = new Row(n);
       for (int i = 0; i < n; i++) {
