@@ -152,8 +152,8 @@ class CassandraStore:
                 if attempt == self.max_retries:
                     raise
                 self.on_retry()
-                log.warning("cassandra write of %d rows failed (attempt %d): %s; retrying in %.1fs",
-                            len(work), attempt + 1, exc, delay)
+                log.warning("cassandra write failed (attempt %d, %d rows): %s; retrying in %.1fs",
+                            attempt + 1, len(work), exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
