@@ -34,11 +34,14 @@ assert PROFILE_COLUMNS[0] == PREDICTION_COLUMNS[0] == "user_id", "write_many sor
 PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 
 
-def connect(cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0) -> tuple[Cluster, Session]:
+def connect(
+    cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0, credentials: Optional[tuple[str, str]] = None
+) -> tuple[Cluster, Session]:
     """A connected driver session; login and TLS as configured (the password is read from its file or
-    environment variable now, where the client runs, and kept only by the driver's auth provider)."""
+    environment variable now, where the client runs, and kept only by the driver's auth provider).
+    ``credentials`` replaces the configured login (the secure stack's first start uses the default one)."""
     profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout_s)
-    credentials = cassandra_credentials(cfg)
+    credentials = credentials or cassandra_credentials(cfg)
     cluster = Cluster(
         contact_points=cfg.cassandra_contact_points,
         port=cfg.cassandra_port,
