@@ -66,8 +66,9 @@ ADMIN_PASSWORD_FILE="$DIR/config/admin-password"
 KEYSTORE="$DIR/config/server.p12"
 KEYSTORE_PASSWORD_FILE="$DIR/config/keystore-password"
 
-# The SASL_SSL listener's settings. The broker's own SCRAM user (inter-broker) is "admin"; passwords
-# land only in this mode-600 file, never on a command line.
+# The SASL_SSL listener's settings. The broker's own SCRAM user (inter-broker: the transaction
+# coordinator sends its markers to the partition leader over it, even on one node) is "admin"; it
+# trusts the local CA. Passwords land only in this mode-600 file, never on a command line.
 security_block() {
     local ca
     ca="$(abs_path "$PE_KAFKA_SSL_CA_FILE")"
@@ -82,6 +83,8 @@ security_block() {
         "ssl.keystore.location=$KEYSTORE" \
         "ssl.keystore.password=$(<"$KEYSTORE_PASSWORD_FILE")" \
         "ssl.key.password=$(<"$KEYSTORE_PASSWORD_FILE")" \
+        "ssl.truststore.type=PEM" \
+        "ssl.truststore.location=$ca" \
         "ssl.client.auth=none"
 }
 
@@ -117,16 +120,15 @@ while True:
     log "formatting KRaft storage in $DATA (cluster id $cluster_id)"
     # SCRAM users go in with the format; main class and arguments come from a mode-600 java @argfile,
     # so the passwords are not on the command line (the launcher expands it, /proc shows "@file").
-    local argfile="$DIR/config/format.args"
-    (
-        umask 077
-        printf '%s\n' kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >"$argfile"
-        if ((SECURE)); then
-            printf '%s\n' --add-scram "SCRAM-SHA-512=[name=admin,password=$(<"$ADMIN_PASSWORD_FILE")]" \
-                --add-scram "SCRAM-SHA-512=[name=$PE_KAFKA_SASL_USERNAME,password=$(read_secret_ref "$PE_KAFKA_SASL_PASSWORD_FILE")]" \
-                >>"$argfile"
-        fi
-    )
+    local argfile="$DIR/config/format.args" admin_pw user_pw
+    (umask 077 && printf '%s\n' kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >"$argfile")
+    if ((SECURE)); then
+        admin_pw="$(<"$ADMIN_PASSWORD_FILE")"
+        user_pw="$(read_secret_ref "$PE_KAFKA_SASL_PASSWORD_FILE")"
+        [[ -n "$admin_pw" && -n "$user_pw" ]] || die "empty SCRAM password"
+        printf '%s\n' --add-scram "SCRAM-SHA-512=[name=admin,password=$admin_pw]" \
+            --add-scram "SCRAM-SHA-512=[name=$PE_KAFKA_SASL_USERNAME,password=$user_pw]" >>"$argfile"
+    fi
     if ! "$java" "${opts[@]}" -cp "$LIB/*" "@$argfile" >>"$LOGFILE" 2>&1; then
         rm -f "$argfile"
         log_tail "$LOGFILE" 40

@@ -20,7 +20,6 @@ rejects such a file instead of guessing. Stdlib only (the deploy scripts and too
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from flink_jobs.config import Config
@@ -153,7 +152,3 @@ def cassandra_credentials(cfg: Config) -> tuple[str, str] | None:
         raise ValueError("cassandra_username needs cassandra_password_file")
     return cfg.cassandra_username, read_secret(cfg.cassandra_password_file, cfg)
 
-
-def secret_file_path(ref: str, cfg: Config) -> Path | None:
-    """The file behind a secret reference (None for env:NAME)."""
-    return None if not ref or ref.startswith(ENV_PREFIX) else cfg.path(ref)

@@ -17,17 +17,21 @@ from collections.abc import Sequence
 
 from flink_jobs.config import Config
 
-SECRETS = ".run/secrets"
-SECURE_ENV = {
-    "kafka_security_protocol": "SASL_SSL",
-    "kafka_sasl_mechanism": "SCRAM-SHA-512",
-    "kafka_sasl_username": "profile-engine",
-    "kafka_sasl_password_file": f"{SECRETS}/kafka-password",
-    "kafka_ssl_ca_file": f"{SECRETS}/ca.pem",
-    "cassandra_username": "profile_engine",
-    "cassandra_password_file": f"{SECRETS}/cassandra-password",
-    "cassandra_ssl_ca_file": f"{SECRETS}/ca.pem",
-}
+
+def secure_env(cfg: Config) -> dict[str, str]:
+    """Security settings of the local secure stack; secrets under <run_dir>/secrets (created by the deploy
+    scripts when missing)."""
+    secrets_dir = f"{cfg.run_dir}/secrets"
+    return {
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_username": "profile-engine",
+        "kafka_sasl_password_file": f"{secrets_dir}/kafka-password",
+        "kafka_ssl_ca_file": f"{secrets_dir}/ca.pem",
+        "cassandra_username": "profile_engine",
+        "cassandra_password_file": f"{secrets_dir}/cassandra-password",
+        "cassandra_ssl_ca_file": f"{secrets_dir}/ca.pem",
+    }
 
 
 def _cql_literal(text: str) -> str:
@@ -79,7 +83,7 @@ def cassandra_ready(cfg: Config) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["env"]:
-        for name, value in SECURE_ENV.items():
+        for name, value in secure_env(Config.from_env()).items():
             print(f"export {Config.env_var(name)}={shlex.quote(value)}")
         return 0
     if args == ["cassandra-ready"]:
