@@ -85,20 +85,22 @@ security_block() {
         "ssl.key.password=$(<"$KEYSTORE_PASSWORD_FILE")" \
         "ssl.truststore.type=PEM" \
         "ssl.truststore.location=$ca" \
-        "ssl.client.auth=none"
+        "ssl.client.auth=none" \
+        "# controller listener: mutual TLS (SCRAM cannot authenticate brokers to controllers)" \
+        "listener.name.controller.ssl.client.auth=required"
 }
 
 render_config() {
-    local listener=PLAINTEXT security="# plaintext"
+    local listener=PLAINTEXT controller=PLAINTEXT security="# plaintext"
     mkdir -p "$DIR/config" "$DIR/logs" "$DIR/tmp" "$DATA"
     chmod 700 "$DIR/config"
     if ((SECURE)); then
-        listener=SASL_SSL
+        listener=SASL_SSL controller=SSL
         security="$(security_block)"
     fi
     (umask 077 && render_template "$TEMPLATE" "$CONF" \
         "HOST=$HOST" "BROKER_PORT=$PORT" "CONTROLLER_PORT=$CONTROLLER_PORT" "LOG_DIRS=$DATA" \
-        "LISTENER=$listener" "SECURITY=$security")
+        "LISTENER=$listener" "CONTROLLER_PROTOCOL=$controller" "SECURITY=$security")
 }
 
 # Format the KRaft storage once, with a random cluster id kept in $DIR/cluster.id.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -122,6 +124,25 @@ def test_plaintext_and_wrong_credentials_are_refused_by_kafka(secure_cfg: Config
     bad = Config.from_env(overrides={**secure_cfg.as_dict(), "kafka_sasl_password_file": str(wrong)})
     with pytest.raises(KafkaException):
         AdminClient({**client_config(bad), "socket.timeout.ms": 3000, **quiet}).list_topics(timeout=8)
+
+
+def test_kraft_controller_listener_wants_a_client_certificate(secure_cfg: Config):
+    """Brokers cannot use SCRAM towards controllers: the controller listener is mutual TLS instead."""
+    ctx = ssl.create_default_context(cafile=secure_cfg.kafka_ssl_ca_file)  # trusts the server, has no cert
+    host = secure_cfg.kafka_bootstrap.rsplit(":", 1)[0]
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        with ctx.wrap_socket(socket.create_connection((host, secure_cfg.kafka_controller_port), timeout=5),
+                             server_hostname=host) as tls:
+            tls.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)  # TLS 1.3 reports the refusal on first use
+            if not tls.recv(16):
+                raise ConnectionError("closed")
+    with socket.create_connection((host, secure_cfg.kafka_controller_port), timeout=5) as plain:
+        plain.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)
+        try:
+            answer = plain.recv(16)
+        except ConnectionError:
+            answer = b""
+        assert answer == b"" or answer.startswith(b"\x15"), "the controller answered a plaintext request"
 
 
 def test_anonymous_plaintext_and_default_logins_are_refused_by_cassandra(secure_cfg: Config):
