@@ -68,6 +68,8 @@ def _check_kafka(cfg: Config) -> None:
             raise ValueError(f"kafka_sasl_mechanism must be one of {sorted(MECHANISMS)}")
         if not (cfg.kafka_sasl_username and cfg.kafka_sasl_password_file):
             raise ValueError("SASL needs kafka_sasl_username and kafka_sasl_password_file")
+        if any(c in cfg.kafka_sasl_username for c in '"\\;'):
+            raise ValueError("kafka_sasl_username must not contain quotes, backslashes or ';' (JAAS syntax)")
 
 
 def _uses_tls(cfg: Config) -> bool:

@@ -82,3 +82,6 @@ def test_unknown_protocol_and_missing_credentials_fail_early():
         kafka_java_properties(Config(kafka_security_protocol="TLS"))
     with pytest.raises(ValueError):
         kafka_librdkafka_config(Config(kafka_security_protocol="SASL_SSL"))
+    with pytest.raises(ValueError):
+        kafka_java_properties(Config(kafka_security_protocol="SASL_SSL", kafka_sasl_username='x" y="z',
+                                     kafka_sasl_password_file="env:X"))
