@@ -12,6 +12,10 @@
 # Address = first of PE_CASSANDRA_HOSTS, ports PE_CASSANDRA_PORT (CQL) and PE_CASSANDRA_STORAGE_PORT,
 # heap PE_CASSANDRA_HEAP_MB; everything under $PE_RUN_PATH/cassandra (conf/, data/,
 # logs/cassandra.log, cassandra.pid). JMX is off (no port to collide with; nodetool does not work).
+# Secure stack: PE_CASSANDRA_USERNAME set turns on PasswordAuthenticator (that role is created as a
+# superuser with the password of PE_CASSANDRA_PASSWORD_FILE, generated if missing; the default
+# cassandra/cassandra login is disabled), PE_CASSANDRA_SSL_CA_FILE set turns on TLS for clients (server
+# certificate from that CA, created if missing); state under $PE_RUN_PATH/cassandra-secure.
 # Values come from `python3 -m flink_jobs.config --shell`; override with PE_* environment variables.
 # CASSANDRA_EXTRA_JVM_OPTS: extra JVM options appended at start (e.g. -XX:NativeMemoryTracking=summary).
 set -euo pipefail
@@ -25,7 +29,11 @@ pe_config
 POM="$DEPLOY_DIR/maven/cassandra/pom.xml"
 CONF_SRC="$DEPLOY_DIR/conf/cassandra"
 LIB="$PE_RUN_PATH/lib/cassandra"
-DIR="$PE_RUN_PATH/cassandra"
+if [[ -n "$PE_CASSANDRA_USERNAME$PE_CASSANDRA_SSL_CA_FILE" ]]; then
+    SECURE=1 DIR="$PE_RUN_PATH/cassandra-secure"
+else
+    SECURE=0 DIR="$PE_RUN_PATH/cassandra"
+fi
 CONF="$DIR/conf/cassandra.yaml"
 DATA="$DIR/data"
 PIDFILE="$DIR/cassandra.pid"
@@ -68,14 +76,33 @@ jvm_opts() {
 
 render_config() {
     mkdir -p "$DIR/conf" "$DIR/logs" "$DIR/tmp" "$DIR/triggers" "$DATA"
-    render_template "$CONF_SRC/cassandra.yaml.template" "$CONF" \
-        "HOST=$HOST" "NATIVE_PORT=$PORT" "STORAGE_PORT=$STORAGE_PORT" "DATA_DIR=$DATA"
+    chmod 700 "$DIR/conf"
+    local auth=AllowAllAuthenticator tls="# client connections: plaintext" ca keystore="$DIR/conf/server.p12"
+    if [[ -n "$PE_CASSANDRA_USERNAME" ]]; then
+        auth=PasswordAuthenticator
+        read_secret_ref "$PE_CASSANDRA_PASSWORD_FILE" >/dev/null  # generates a missing password file
+    fi
+    if [[ -n "$PE_CASSANDRA_SSL_CA_FILE" ]]; then
+        ca="$(abs_path "$PE_CASSANDRA_SSL_CA_FILE")"
+        ensure_ca "$ca"
+        [[ -s "$keystore" ]] || server_keystore "$ca" "$HOST" "$keystore" "$DIR/conf/keystore-password"
+        # optional: false -> the native port refuses plaintext clients
+        tls="$(printf '%s\n' "client_encryption_options:" "  enabled: true" "  optional: false" \
+            "  keystore: $keystore" "  keystore_password: $(<"$DIR/conf/keystore-password")" \
+            "  store_type: PKCS12" "  require_client_auth: false")"
+    fi
+    (umask 077 && render_template "$CONF_SRC/cassandra.yaml.template" "$CONF" \
+        "HOST=$HOST" "NATIVE_PORT=$PORT" "STORAGE_PORT=$STORAGE_PORT" "DATA_DIR=$DATA" \
+        "AUTHENTICATOR=$auth" "CLIENT_ENCRYPTION=$tls")
 }
 
 # `SELECT release_version FROM system.local` through the project's cassandra-driver; without the
 # virtual environment, fall back to Cassandra's own "listening for CQL clients" log line.
 cql_ok() {
-    if [[ -x "$PE_VENV_PYTHON" ]] && "$PE_VENV_PYTHON" -c 'import cassandra' 2>/dev/null; then
+    if ((SECURE)); then
+        # the project's driver settings (login, TLS); creates the job's role on the first start
+        (cd "$PE_ROOT" && "$PE_VENV_PYTHON" -m tools.secure_stack cassandra-ready 2>/dev/null)
+    elif [[ -x "$PE_VENV_PYTHON" ]] && "$PE_VENV_PYTHON" -c 'import cassandra' 2>/dev/null; then
         "$PE_VENV_PYTHON" - "$HOST" "$PORT" <<'PY' 2>/dev/null
 import sys
 from cassandra.cluster import Cluster

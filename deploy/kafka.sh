@@ -11,6 +11,10 @@
 #
 # Listener host:port = first entry of PE_KAFKA_BOOTSTRAP, controller port = PE_KAFKA_CONTROLLER_PORT,
 # everything else under $PE_RUN_PATH/kafka (config/, data/, logs/kafka.log, kafka.pid, cluster.id).
+# Secure stack: PE_KAFKA_SECURITY_PROTOCOL=SASL_SSL gives a SASL_SSL listener (SCRAM-SHA-512, TLS with
+# a certificate of the CA at PE_KAFKA_SSL_CA_FILE, created if missing) and the SCRAM user
+# PE_KAFKA_SASL_USERNAME with the password of PE_KAFKA_SASL_PASSWORD_FILE (generated if missing), state
+# under $PE_RUN_PATH/kafka-secure. README "Security".
 # Values come from `python3 -m flink_jobs.config --shell`; override with PE_* environment variables.
 # KAFKA_EXTRA_JVM_OPTS: extra JVM options appended at start (e.g. -XX:NativeMemoryTracking=summary).
 set -euo pipefail
@@ -25,7 +29,11 @@ POM="$DEPLOY_DIR/maven/kafka/pom.xml"
 TEMPLATE="$DEPLOY_DIR/conf/kafka/server.properties.template"
 LOG4J2_CONF="$DEPLOY_DIR/conf/kafka/log4j2.properties"
 LIB="$PE_RUN_PATH/lib/kafka"
-DIR="$PE_RUN_PATH/kafka"
+case "$PE_KAFKA_SECURITY_PROTOCOL" in
+    PLAINTEXT) SECURE=0 DIR="$PE_RUN_PATH/kafka" ;;
+    SASL_SSL) SECURE=1 DIR="$PE_RUN_PATH/kafka-secure" ;;
+    *) die "the local broker runs PLAINTEXT or SASL_SSL, not $PE_KAFKA_SECURITY_PROTOCOL" ;;
+esac
 CONF="$DIR/config/server.properties"
 DATA="$DIR/data"
 PIDFILE="$DIR/kafka.pid"
@@ -54,10 +62,45 @@ jvm_opts() {
         -Dlog4j2.shutdownHookEnabled=false
 }
 
+ADMIN_PASSWORD_FILE="$DIR/config/admin-password"
+KEYSTORE="$DIR/config/server.p12"
+KEYSTORE_PASSWORD_FILE="$DIR/config/keystore-password"
+
+# The SASL_SSL listener's settings. The broker's own SCRAM user (inter-broker: the transaction
+# coordinator sends its markers to the partition leader over it, even on one node) is "admin"; it
+# trusts the local CA. Passwords land only in this mode-600 file, never on a command line.
+security_block() {
+    local ca
+    ca="$(abs_path "$PE_KAFKA_SSL_CA_FILE")"
+    ensure_ca "$ca"
+    [[ -s "$KEYSTORE" ]] || server_keystore "$ca" "$HOST" "$KEYSTORE" "$KEYSTORE_PASSWORD_FILE"
+    ensure_secret_file "$ADMIN_PASSWORD_FILE"
+    printf '%s\n' \
+        "sasl.enabled.mechanisms=SCRAM-SHA-512" \
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512" \
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(<"$ADMIN_PASSWORD_FILE")\";" \
+        "ssl.keystore.type=PKCS12" \
+        "ssl.keystore.location=$KEYSTORE" \
+        "ssl.keystore.password=$(<"$KEYSTORE_PASSWORD_FILE")" \
+        "ssl.key.password=$(<"$KEYSTORE_PASSWORD_FILE")" \
+        "ssl.truststore.type=PEM" \
+        "ssl.truststore.location=$ca" \
+        "ssl.client.auth=none" \
+        "# controller listener: mutual TLS (SCRAM cannot authenticate brokers to controllers)" \
+        "listener.name.controller.ssl.client.auth=required"
+}
+
 render_config() {
+    local listener=PLAINTEXT controller=PLAINTEXT security="# plaintext"
     mkdir -p "$DIR/config" "$DIR/logs" "$DIR/tmp" "$DATA"
-    render_template "$TEMPLATE" "$CONF" \
-        "HOST=$HOST" "BROKER_PORT=$PORT" "CONTROLLER_PORT=$CONTROLLER_PORT" "LOG_DIRS=$DATA"
+    chmod 700 "$DIR/config"
+    if ((SECURE)); then
+        listener=SASL_SSL controller=SSL
+        security="$(security_block)"
+    fi
+    (umask 077 && render_template "$TEMPLATE" "$CONF" \
+        "HOST=$HOST" "BROKER_PORT=$PORT" "CONTROLLER_PORT=$CONTROLLER_PORT" "LOG_DIRS=$DATA" \
+        "LISTENER=$listener" "CONTROLLER_PROTOCOL=$controller" "SECURITY=$security")
 }
 
 # Format the KRaft storage once, with a random cluster id kept in $DIR/cluster.id.
@@ -77,23 +120,37 @@ while True:
     java="$(java_bin)"
     mapfile -t opts < <(jvm_opts)
     log "formatting KRaft storage in $DATA (cluster id $cluster_id)"
-    if ! "$java" "${opts[@]}" -cp "$LIB/*" kafka.tools.StorageTool \
-        format -t "$cluster_id" -c "$CONF" >>"$LOGFILE" 2>&1; then
+    # SCRAM users go in with the format; main class and arguments come from a mode-600 java @argfile,
+    # so the passwords are not on the command line (the launcher expands it, /proc shows "@file").
+    local argfile="$DIR/config/format.args" admin_pw user_pw
+    (umask 077 && printf '%s\n' kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >"$argfile")
+    if ((SECURE)); then
+        admin_pw="$(<"$ADMIN_PASSWORD_FILE")"
+        user_pw="$(read_secret_ref "$PE_KAFKA_SASL_PASSWORD_FILE")"
+        [[ -n "$admin_pw" && -n "$user_pw" ]] || die "empty SCRAM password"
+        printf '%s\n' --add-scram "SCRAM-SHA-512=[name=admin,password=$admin_pw]" \
+            --add-scram "SCRAM-SHA-512=[name=$PE_KAFKA_SASL_USERNAME,password=$user_pw]" >>"$argfile"
+    fi
+    if ! "$java" "${opts[@]}" -cp "$LIB/*" "@$argfile" >>"$LOGFILE" 2>&1; then
+        rm -f "$argfile"
         log_tail "$LOGFILE" 40
         die "formatting the Kafka storage failed"
     fi
+    rm -f "$argfile"
 }
 
 # A metadata request through the project's Python client (the real health check); without the
 # virtual environment, fall back to the broker's own "started" log line.
 metadata_ok() {
     if [[ -x "$PE_VENV_PYTHON" ]] && "$PE_VENV_PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
-        "$PE_VENV_PYTHON" - "$HOST:$PORT" <<'PY' 2>/dev/null
+        # the project's client settings (TLS/SASL as configured): proves the secure listener works too
+        (cd "$PE_ROOT" && "$PE_VENV_PYTHON" - "$HOST:$PORT" <<'PY' 2>/dev/null)
 import sys
-from confluent_kafka.admin import AdminClient
+from flink_jobs.config import Config
+from tools.kafka_io import admin
 
-admin = AdminClient({"bootstrap.servers": sys.argv[1], "socket.timeout.ms": 3000})
-md = admin.list_topics(timeout=5)
+cfg = Config.from_env(overrides={"kafka_bootstrap": sys.argv[1]})
+md = admin(cfg, **{"socket.timeout.ms": 3000}).list_topics(timeout=5)
 sys.exit(0 if md.brokers and md.controller_id >= 0 else 1)
 PY
     else

@@ -263,3 +263,71 @@ start_jvm_server() {
     pid="$(<"$PIDFILE")"
     log "$name is up (pid $pid) on $HOST:$PORT after $((SECONDS - t0)) s"
 }
+
+# ---- Secure local stack (README "Security"): a local CA, server keystores, generated passwords ----
+
+# abs_path PATH: a config path as the Python config resolves it (relative to the repository root).
+abs_path() {
+    if [[ "$1" == /* ]]; then printf '%s' "$1"; else printf '%s' "$PE_ROOT/$1"; fi
+}
+
+# ensure_secret_file FILE: a random password in FILE (exactly the password, mode 600) unless it exists.
+ensure_secret_file() {
+    local file="$1"
+    [[ -s "$file" ]] && return 0
+    mkdir -p "$(dirname "$file")"
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16), end="")' >"$file")
+    log "generated a password into $file"
+}
+
+# read_secret_ref REF: the secret behind a config reference (a file path or env:NAME). Only ever
+# captured into variables that go into mode-600 files, never onto a command line.
+read_secret_ref() {
+    local ref="$1"
+    if [[ "$ref" == env:* ]]; then
+        local name="${ref#env:}"
+        [[ -n "${!name:-}" ]] || die "environment variable $name (from $ref) is empty"
+        printf '%s' "${!name}"
+    else
+        local file
+        file="$(abs_path "$ref")"
+        ensure_secret_file "$file"
+        cat "$file"
+    fi
+}
+
+# ensure_ca CA_PEM: a self-signed CA certificate (key next to it as *-key.pem) unless CA_PEM exists.
+# Locked: stack.sh starts Kafka and Cassandra side by side, and both may share one CA.
+ensure_ca() {
+    local ca="$1" key="${1%.pem}-key.pem"
+    [[ -s "$ca" ]] && return 0
+    mkdir -p "$(dirname "$ca")"
+    (
+        flock 9
+        [[ -s "$ca" ]] && exit 0
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 365 -subj "/CN=profile-engine local CA" \
+            -keyout "$key" -out "$ca.tmp" 2>/dev/null && mv "$ca.tmp" "$ca" && log "created local CA $ca"
+    ) 9>"$ca.lock" || die "openssl could not create the CA $ca"
+}
+
+# server_keystore CA_PEM HOST OUT_P12 PASSFILE: a PKCS12 keystore with a key and a certificate for
+# HOST (IP or DNS SAN, plus localhost) signed by the CA; its store password is generated into PASSFILE.
+server_keystore() {
+    local ca="$1" host="$2" out="$3" passfile="$4" key="${1%.pem}-key.pem" tmp san
+    ensure_secret_file "$passfile"
+    tmp="$(mktemp -d)"
+    if [[ "$host" =~ ^[0-9.]+$ ]]; then san="IP:$host,DNS:localhost"; else san="DNS:$host,DNS:localhost"; fi
+    (
+        umask 077
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$host" \
+            -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null &&
+            printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" >"$tmp/ext" &&
+            openssl x509 -req -in "$tmp/server.csr" -CA "$ca" -CAkey "$key" -set_serial "0x$(openssl rand -hex 12)" \
+                -days 365 -sha256 -extfile "$tmp/ext" -out "$tmp/server.pem" 2>/dev/null &&
+            openssl pkcs12 -export -name server -inkey "$tmp/server.key" -in "$tmp/server.pem" \
+                -certfile "$ca" -passout "file:$passfile" -out "$out"
+    ) || { rm -rf "$tmp"; die "openssl could not create the keystore $out"; }
+    rm -rf "$tmp"
+    log "created server keystore $out for $host ($san)"
+}

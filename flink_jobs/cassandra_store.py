@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from flink_jobs.config import Config
+from flink_jobs.security import cassandra_credentials, cassandra_ssl_context
 from udfs import schemas
 
 log = logging.getLogger(__name__)
@@ -32,14 +34,22 @@ assert PROFILE_COLUMNS[0] == PREDICTION_COLUMNS[0] == "user_id", "write_many sor
 PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 
 
-def connect(cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0) -> tuple[Cluster, Session]:
+def connect(
+    cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0, credentials: Optional[tuple[str, str]] = None
+) -> tuple[Cluster, Session]:
+    """A connected driver session; login and TLS as configured (the password is read from its file or
+    environment variable now, where the client runs, and kept only by the driver's auth provider).
+    ``credentials`` replaces the configured login (the secure stack's first start uses the default one)."""
     profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout_s)
+    credentials = credentials or cassandra_credentials(cfg)
     cluster = Cluster(
         contact_points=cfg.cassandra_contact_points,
         port=cfg.cassandra_port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=timeout_s,
+        auth_provider=PlainTextAuthProvider(*credentials) if credentials else None,
+        ssl_context=cassandra_ssl_context(cfg),
     )
     return cluster, cluster.connect(keyspace)
 

@@ -44,6 +44,22 @@ class Config:
     delivery_guarantee: str = _doc(
         "predictions sink: exactly-once (transactional) or at-least-once", default="exactly-once"
     )
+    # Security (README "Security"). Secrets are never config values: only where to read them from, a
+    # file path or env:NAME, resolved where each client is built (TaskManager, tools). See flink_jobs/security.py.
+    kafka_security_protocol: str = _doc(
+        "PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT (all Kafka clients: job, tools, tests)", default="PLAINTEXT"
+    )
+    kafka_sasl_mechanism: str = _doc("SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", default="SCRAM-SHA-512")
+    kafka_sasl_username: str = _doc("SASL user name (SASL_* protocols)", default="")
+    kafka_sasl_password_file: str = _doc(
+        "where the SASL password is: a file holding exactly the password (no trailing newline), or env:NAME "
+        "for environment variable NAME where the client runs", default=""
+    )
+    kafka_ssl_ca_file: str = _doc(
+        "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); empty: system trust",
+        default="",
+    )
+    kafka_ssl_check_hostname: bool = _doc("verify that the broker certificate names the host", default=True)
     # --- Cassandra -------------------------------------------------------------------------------
     cassandra_hosts: str = _doc("Cassandra contact points, comma separated", default="127.0.0.1")
     cassandra_port: int = _doc("Cassandra native protocol port", default=9042)
@@ -57,6 +73,14 @@ class Config:
         default=16,
     )
     cassandra_heap_mb: int = _doc("heap of the local Cassandra node", default=1024)
+    cassandra_username: str = _doc("Cassandra role to log in as (PasswordAuthenticator); empty: no login", default="")
+    cassandra_password_file: str = _doc(
+        "where the Cassandra password is: a file holding exactly the password, or env:NAME", default=""
+    )
+    cassandra_ssl_ca_file: str = _doc(
+        "PEM file of the CA that signed the nodes' certificates; set: client connections use TLS", default=""
+    )
+    cassandra_ssl_check_hostname: bool = _doc("verify that the node certificate names the host", default=True)
     # --- Flink -----------------------------------------------------------------------------------
     flink_rest_host: str = _doc("Flink JobManager REST / web UI host", default="127.0.0.1")
     flink_rest_port: int = _doc("Flink JobManager REST / web UI port", default=8081)

@@ -19,6 +19,7 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.java_gateway import get_gateway
 
 from flink_jobs.config import Config
+from flink_jobs.security import kafka_java_properties
 from flink_jobs.types import row_type
 from udfs import schemas
 
@@ -54,6 +55,8 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
         .set_group_id(cfg.consumer_group)
         .set_property("partition.discovery.interval.ms", "60000")
     )
+    for key, value in kafka_java_properties(cfg).items():  # TLS/SASL: holds no secret, see security.py
+        builder = builder.set_property(key, value)
     # First start: from the beginning; restarts resume from the checkpointed offsets. Built in Java:
     # pyflink's wrapper names the shaded Kafka classes of the SQL connector jar, we ship the plain one.
     jvm = get_gateway().jvm
@@ -133,6 +136,8 @@ def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_
         .set_property("transaction.timeout.ms", "600000")
         .set_property("linger.ms", "5")
     )
+    for key, value in kafka_java_properties(cfg).items():
+        builder = builder.set_property(key, value)
     if exactly_once:
         builder = builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE).set_transactional_id_prefix(
             f"{cfg.consumer_group}-{topic}"

@@ -9,11 +9,17 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flink_jobs.config import Config
+from flink_jobs.security import kafka_librdkafka_config
 from udfs.avro import AvroCodec  # noqa: F401 - re-exported for the CLIs and tests
 
 
-def admin(cfg: Config) -> AdminClient:
-    return AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+def client_config(cfg: Config) -> dict[str, Any]:
+    """Connection settings every client here starts from: bootstrap servers plus TLS/SASL."""
+    return {"bootstrap.servers": cfg.kafka_bootstrap, **kafka_librdkafka_config(cfg)}
+
+
+def admin(cfg: Config, **extra: Any) -> AdminClient:
+    return AdminClient({**client_config(cfg), **extra})
 
 
 def all_topics(cfg: Config) -> list[str]:
@@ -43,7 +49,7 @@ def create_topics(cfg: Config, timeout_s: float = 30.0) -> list[str]:
 
 def producer(cfg: Config, **extra: Any) -> Producer:
     conf = {
-        "bootstrap.servers": cfg.kafka_bootstrap,
+        **client_config(cfg),
         "enable.idempotence": True,  # broker-side dedup of producer retries
         "linger.ms": 20,
         "batch.num.messages": 10000,
@@ -55,7 +61,7 @@ def producer(cfg: Config, **extra: Any) -> Producer:
 
 def consumer(cfg: Config, group: Optional[str] = None, from_beginning: bool = True, **extra: Any) -> Consumer:
     conf = {
-        "bootstrap.servers": cfg.kafka_bootstrap,
+        **client_config(cfg),
         "group.id": group or f"pe-cli-{id(object())}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
