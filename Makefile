@@ -48,10 +48,13 @@ demo: ## ONE COMMAND: set up, start the stack, train, submit the job, replay rea
 test: ## ONE COMMAND: set up, run unit + integration tests against real Kafka/Cassandra/Flink, stop
 	bash deploy/test.sh $(PYTEST_ARGS)
 
+bench: up model ## end-to-end benchmark: throughput vs the Python ceiling, latency (~20 min; figures in bench/results/)
+	$(PY) -m bench.bench_pipeline
+
 unit: venv ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit
 
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-.PHONY: help venv jars up down clean model train submit demo test unit lint
+.PHONY: help venv jars up down clean model train submit demo test bench unit lint

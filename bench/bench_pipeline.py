@@ -1,7 +1,7 @@
 """End-to-end throughput and latency of the whole path on the local real stack, side by side with the
 framework-free Python ceiling and the per-event reference design.
 
-    make up && python -m bench.bench_pipeline            # ~20 min; --quick for a ~5 min smoke run
+    make bench        # = make up model + python -m bench.bench_pipeline (~20 min; --quick: ~5 min)
 
 What it runs (every run on fresh topics with broker append timestamps, and a fresh keyspace):
   1. throughput: a dataset is preloaded into Kafka, then consumed as fast as it can be: the Flink job
