@@ -38,19 +38,31 @@ def taobao() -> list[Event]:
 
 
 def drill(
-    cfg: Config, events: list[Event], disrupt: Callable[[Config, str, drills.Tap], dict[str, Any]],
+    cfg: Config, events: list[Event], disrupt: Callable[..., dict[str, Any]],
     at: float = 0.3,
+    rest_during_disruption: bool = False,
 ) -> dict[str, Any]:
     """Run the job over ``events``: publish 2/3 of them, call ``disrupt`` once ``at`` of all events
-    were predicted, publish the rest, wait for every prediction. Returns what came out."""
+    were predicted, publish the rest, wait for every prediction. Returns what came out.
+
+    With ``rest_during_disruption`` ``disrupt`` gets a 4th argument, a function that publishes the
+    rest, to call while the disruption lasts: the job may have caught up with the first 2/3 before
+    the disruption starts, and a drill needs events arriving during it."""
     split = len(events) * 2 // 3
+    done = {"rest": False}
+
+    def publish_rest() -> None:
+        if not done["rest"]:
+            replay.publish(cfg, events[split:], progress=False)
+            done["rest"] = True
+
     with job(cfg) as job_id:
         tap = drills.Tap(cfg, cfg.topic_predictions)
         try:
             replay.publish(cfg, events[:split], progress=False)
             tap.wait(int(len(events) * at), timeout_s=600, what="before the disruption")
-            info = disrupt(cfg, job_id, tap)
-            replay.publish(cfg, events[split:], progress=False)
+            info = disrupt(cfg, job_id, tap, publish_rest) if rest_during_disruption else disrupt(cfg, job_id, tap)
+            publish_rest()
             tap.wait(len(events), timeout_s=900, what="after the disruption")
             t_done = time.monotonic()
         finally:
@@ -131,10 +143,13 @@ def test_cassandra_outage_backs_off_and_recovers_exactly(taobao):
     events = taobao[:N_DRILL]
     outage_s = 60
 
-    def cassandra_away(cfg: Config, job_id: str, tap: drills.Tap) -> dict[str, Any]:
+    def cassandra_away(
+        cfg: Config, job_id: str, tap: drills.Tap, publish_rest: Callable[[], None]
+    ) -> dict[str, Any]:
         warnings_before = drills.tm_log_lines(cfg, "cassandra write failed")
         t0 = time.monotonic()
         drills.deploy("cassandra.sh", "stop")
+        publish_rest()  # events keep arriving while Cassandra is away
         retries, states = 0.0, collections.Counter()
         while time.monotonic() - t0 < outage_s:
             # the counter lives as long as the task: sample it while the writer retries
@@ -146,7 +161,7 @@ def test_cassandra_outage_backs_off_and_recovers_exactly(taobao):
                     retry_log_lines=drills.tm_log_lines(cfg, "cassandra write failed") - warnings_before)
 
     with isolated() as cfg:
-        out = drill(cfg, events, cassandra_away)
+        out = drill(cfg, events, cassandra_away, rest_during_disruption=True)
         resumed = out["tap"].first_after(out["t0"] + out["down_s"])
         print(f"\n[cassandra] down {out['down_s']:.0f} s (+{out['start_s']:.0f} s start); retries seen in metrics "
               f"{out['retries']:.0f}, retry warnings in TaskManager log {out['retry_log_lines']}; job states "
