@@ -57,7 +57,59 @@ def _from_state(text: str) -> bytes:
     return text.encode("latin-1")
 
 
-class ProfileFunction(KeyedProcessFunction):
+class ProfileCache:
+    """Decoded profiles of recently seen users, least recently used out first: a mirror of the keyed
+    state (every change is written through), rebuilt from state after any restart because open()
+    runs again. Saves decoding the state of active users."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._profiles: OrderedDict[str, Profile] = OrderedDict()
+
+    def get(self, user: str) -> Optional[Profile]:
+        p = self._profiles.get(user)
+        if p is not None:
+            self._profiles.move_to_end(user)
+        return p
+
+    def put(self, user: str, p: Profile) -> None:
+        self._profiles[user] = p
+        self._profiles.move_to_end(user)
+        if len(self._profiles) > self.size:
+            self._profiles.popitem(last=False)
+
+    def pop(self, user: str) -> None:
+        self._profiles.pop(user, None)
+
+
+class _ProfileOperator(KeyedProcessFunction):
+    """What both profile operators open: settings, the decoded-profile cache, the two models and
+    the counters they share."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def _open_common(self, runtime_context: RuntimeContext, what: str) -> Any:
+        """Returns the operator's metric group for its own counters."""
+        self.settings = self.cfg.profile_settings()
+        self.cache = ProfileCache(self.cfg.profile_cache_users)
+        self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
+        self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)
+        group = runtime_context.get_metrics_group().add_group("profile_engine")
+        self.m_events = group.counter("events_applied")
+        self.m_late = group.counter("events_late")
+        self.m_duplicates = group.counter("events_duplicate")
+        self.m_erased = group.counter("users_erased")
+        # Counters only: a Python gauge (or histogram) is read by Flink's metric thread, which calls
+        # into the embedded interpreter from outside the task thread and crashed the TaskManager
+        # (SIGSEGV in take_gil). 1 = this subtask scores on CUDA.
+        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
+        log.info("%s: %s and %s on %s", what, self.scorer.model_version, self.segmenter.model_version,
+                 self.scorer.provider)
+        return group
+
+
+class ProfileFunction(_ProfileOperator):
     """Per user: step the profile in keyed state (duplicates and late events leave through side
     outputs), compute the features, score them.
 
@@ -66,52 +118,26 @@ class ProfileFunction(KeyedProcessFunction):
     idle expiry at last_seen + idle_expiry_ms, and tile pruning when the oldest tile leaves every
     window (both in event time)."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.settings = self.cfg.profile_settings()
+        group = self._open_common(runtime_context, "profile operator")
         self.state = runtime_context.get_state(ValueStateDescriptor(PROFILE_STATE, Types.STRING()))
-        # Decoded profiles of recently seen users: a mirror of the keyed state (every change is
-        # written through), rebuilt from state after any restart because open() runs again.
-        self.cache: OrderedDict[str, Profile] = OrderedDict()
-        self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
-        self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)
-        group = runtime_context.get_metrics_group().add_group("profile_engine")
-        self.m_events = group.counter("events_applied")
-        self.m_late = group.counter("events_late")
-        self.m_duplicates = group.counter("events_duplicate")
         self.m_expired = group.counter("profiles_expired")
-        self.m_erased = group.counter("users_erased")
-        # Counters only: a Python gauge is read by Flink's metric thread, which calls into the
-        # embedded interpreter from outside the task thread and crashed the TaskManager (SIGSEGV in
-        # take_gil). 1 = this subtask scores on CUDA.
-        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
-        log.info("profile operator: %s and %s on %s", self.scorer.model_version, self.segmenter.model_version,
-                 self.scorer.provider)
 
     # --- state access -------------------------------------------------------------------------
     def _load(self, user: str) -> Optional[Profile]:
         p = self.cache.get(user)
         if p is not None:
-            self.cache.move_to_end(user)
             return p
         raw = self.state.value()
         if raw is None:
             return None
         p = decode_profile(_from_state(raw))
-        self._remember(user, p)
+        self.cache.put(user, p)
         return p
-
-    def _remember(self, user: str, p: Profile) -> None:
-        self.cache[user] = p
-        self.cache.move_to_end(user)
-        if len(self.cache) > self.cfg.profile_cache_users:
-            self.cache.popitem(last=False)
 
     def _save(self, user: str, p: Profile) -> None:
         self.state.update(_to_state(encode_profile(p)))
-        self._remember(user, p)
+        self.cache.put(user, p)
 
     def _set_timers(self, ctx: Any, p: Profile, previous_last_seen: Optional[int]) -> None:
         timers = ctx.timer_service()
@@ -132,7 +158,7 @@ class ProfileFunction(KeyedProcessFunction):
         if result.outcome is Outcome.ERASED:
             # privacy request: the state goes here; tools.erase_user deletes the Cassandra rows
             self.state.clear()
-            self.cache.pop(ev.user_id, None)
+            self.cache.pop(ev.user_id)
             self.m_erased.inc()
             return
         if result.outcome is Outcome.DUPLICATE:
@@ -160,7 +186,7 @@ class ProfileFunction(KeyedProcessFunction):
         watermark = ctx.timer_service().current_watermark()
         if is_expired(p, watermark, self.settings):
             self.state.clear()
-            self.cache.pop(user, None)
+            self.cache.pop(user)
             self.m_expired.inc()
             return
         prune(p, watermark, self.settings)
@@ -196,7 +222,7 @@ def profile_map_descriptor(cfg: Config) -> MapStateDescriptor:
     return descriptor
 
 
-class BatchProfileFunction(KeyedProcessFunction):
+class BatchProfileFunction(_ProfileOperator):
     """The micro-batch pipeline's profile operator, keyed by state bucket.
 
     Each element is one batch from the JVM MicroBatcher: a JSON array of [watermark, event fields].
@@ -209,46 +235,25 @@ class BatchProfileFunction(KeyedProcessFunction):
     Emits one prediction row per applied event (schemas/prediction.avsc), after its Cassandra write
     is acknowledged; duplicates and late events leave through DUPLICATE_TAG and LATE_TAG."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
     def open(self, runtime_context: RuntimeContext) -> None:
         from flink_jobs.cassandra_store import CassandraStore
 
-        self.settings = self.cfg.profile_settings()
+        group = self._open_common(runtime_context, "batched profile operator")
         self.profiles = runtime_context.get_map_state(profile_map_descriptor(self.cfg))
-        self.cache: OrderedDict[str, Profile] = OrderedDict()  # decoded mirror of the map state
-        self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
-        self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)
-        group = runtime_context.get_metrics_group().add_group("profile_engine")
-        self.m_events = group.counter("events_applied")
-        self.m_late = group.counter("events_late")
-        self.m_duplicates = group.counter("events_duplicate")
         self.m_written = group.counter("cassandra_writes")
-        self.m_erased = group.counter("users_erased")
-        # Sums (counters: Python gauges and histograms crash the TM, see ProfileFunction); divide by
-        # the batches counter of the micro-batch operator for the mean per batch.
+        # Sums (Python cannot register histograms, see _ProfileOperator); divide by python_batches
+        # for the mean per batch.
         self.m_onnx_us = group.counter("onnx_micros")
         self.m_cassandra_us = group.counter("cassandra_write_micros")
         self.m_batches = group.counter("python_batches")
-        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
         self.store = CassandraStore(self.cfg, on_retry=group.counter("cassandra_retries").inc)
-        log.info("batched profile operator: %s and %s on %s", self.scorer.model_version,
-                 self.segmenter.model_version, self.scorer.provider)
 
     def _load(self, user: str) -> Optional[Profile]:
         p = self.cache.get(user)
         if p is not None:
-            self.cache.move_to_end(user)
             return p
         raw = self.profiles.get(user)
         return None if raw is None else decode_profile(_from_state(raw))
-
-    def _remember(self, user: str, p: Profile) -> None:
-        self.cache[user] = p
-        self.cache.move_to_end(user)
-        if len(self.cache) > self.cfg.profile_cache_users:
-            self.cache.popitem(last=False)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         applied: list[tuple[Event, list[float], dict[str, Any]]] = []
@@ -262,7 +267,7 @@ class BatchProfileFunction(KeyedProcessFunction):
                 # privacy request: state, cache and Cassandra rows go; this batch's earlier rows of
                 # the user are written below the tombstones' write time, so they stay deleted
                 self.profiles.remove(ev.user_id)
-                self.cache.pop(ev.user_id, None)
+                self.cache.pop(ev.user_id)
                 dirty.pop(ev.user_id, None)
                 erasures.append((ev.user_id, erasure_timestamp(current, ev)))
                 self.m_erased.inc()
@@ -277,7 +282,7 @@ class BatchProfileFunction(KeyedProcessFunction):
                 continue
             p = result.state
             vector, view = feats.vector_and_view(result.before, p, ev, self.settings)
-            self._remember(ev.user_id, p)  # the next event of this user in the batch sees this profile
+            self.cache.put(ev.user_id, p)  # the next event of this user in the batch sees this profile
             dirty[ev.user_id] = (p, len(applied))
             applied.append((ev, vector, view))
         if not applied:

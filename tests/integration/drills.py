@@ -98,23 +98,11 @@ class Tap:
         return self.messages
 
 
-def vertex_id(cfg: Config, job_id: str, name_part: str) -> str:
-    for v in submit.rest(cfg, f"/jobs/{job_id}")["vertices"]:
-        if name_part in v["name"]:
-            return v["id"]
-    raise KeyError(f"no vertex with {name_part!r} in its name")
-
-
-def metric(cfg: Config, job_id: str, name_part: str, suffix: str) -> Optional[float]:
-    """Sum of the vertex's metrics whose id ends with ``suffix`` (None while not reported)."""
+def metric(cfg: Config, job_id: str, name: str) -> Optional[float]:
+    """One of the job's own metrics, summed over subtasks (None while the job restarts and reports
+    none)."""
     try:
-        vid = vertex_id(cfg, job_id, name_part)
-        ids = [m["id"] for m in submit.rest(cfg, f"/jobs/{job_id}/vertices/{vid}/metrics")
-               if m["id"].endswith(suffix)]
-        if not ids:
-            return None
-        values = submit.rest(cfg, f"/jobs/{job_id}/vertices/{vid}/metrics?get={','.join(ids)}")
-        return sum(float(m["value"]) for m in values)
+        return submit.job_metrics(cfg, job_id).get(name)
     except Exception:  # noqa: BLE001 - the job may be restarting: no metrics then
         return None
 
@@ -234,21 +222,28 @@ def assert_exact(cfg: Config, expected: Expected, preds: Sequence[dict[str, Any]
     assert_cassandra_exact(cfg, expected)
 
 
+def assert_profile_rows(
+    store: CassandraStore, views: dict[str, dict[str, Any]], vectors: dict[str, list[float]]
+) -> None:
+    """Every user's Cassandra profile row holds the given profile view and feature vector."""
+    for user, view in views.items():
+        row = store.profile(user)
+        assert row is not None, user
+        for k, v in view.items():
+            got = row[k]
+            if isinstance(v, dict):
+                assert dict(got or {}) == pytest.approx(v, abs=1e-9), (user, k)
+            elif isinstance(v, float):
+                assert got == pytest.approx(v, abs=1e-9), (user, k)
+            else:
+                assert got == v, (user, k)
+        assert np.allclose(row["features"], vectors[user], atol=1e-9, rtol=0), user
+
+
 def assert_cassandra_exact(cfg: Config, expected: Expected) -> None:
     store = CassandraStore(cfg)
     try:
-        for user, view in expected.final_view.items():
-            row = store.profile(user)
-            assert row is not None, user
-            for k, v in view.items():
-                got = row[k]
-                if isinstance(v, dict):
-                    assert dict(got or {}) == pytest.approx(v, abs=1e-9), (user, k)
-                elif isinstance(v, float):
-                    assert got == pytest.approx(v, abs=1e-9), (user, k)
-                else:
-                    assert got == v, (user, k)
-            assert np.allclose(row["features"], expected.final_vector[user], atol=1e-9, rtol=0), user
+        assert_profile_rows(store, expected.final_view, expected.final_vector)
         rows = store.session.execute(f"SELECT user_id, event_id FROM {cfg.cassandra_keyspace}.predictions",
                                      timeout=120)
         keys = collections.Counter((r.user_id, r.event_id) for r in rows)
@@ -267,17 +262,6 @@ def tm_log_lines(cfg: Config, needle: str) -> int:
         with open(f, encoding="utf-8", errors="replace") as fh:
             n += sum(needle in line for line in fh)
     return n
-
-
-def metric_total(cfg: Config, job_id: str, name_part: str, key: str) -> Optional[int]:
-    """A vertex's I/O figure from the job detail (e.g. 'read-records'), None while unknown."""
-    try:
-        for v in submit.rest(cfg, f"/jobs/{job_id}")["vertices"]:
-            if name_part in v["name"]:
-                return int(v["metrics"][key])
-    except Exception:  # noqa: BLE001 - REST hiccup
-        return None
-    return None
 
 
 def consumed_all(cfg: Config) -> bool:

@@ -25,6 +25,7 @@ from udfs.segmenter import OnnxSegmenter
 
 from .bad_records import ANY, bad_records
 from .conftest import isolated
+from .drills import assert_profile_rows
 
 N_EVENTS = 6000
 N_DUPLICATES = 10
@@ -144,18 +145,7 @@ def test_latest_profile_of_every_user_is_in_cassandra(isolated_cfg, outcome):
             last_vec[r.event.user_id] = feature_vector(r.before, r.state, r.event, settings)
     store = CassandraStore(isolated_cfg)
     try:
-        for user, expected in final.items():
-            row = store.profile(user)
-            assert row is not None, user
-            for k, v in expected.items():
-                got = row[k]
-                if isinstance(v, dict):
-                    assert dict(got or {}) == pytest.approx(v, abs=1e-9), (user, k)
-                elif isinstance(v, float):
-                    assert got == pytest.approx(v, abs=1e-9), (user, k)
-                else:
-                    assert got == v, (user, k)
-            assert np.allclose(row["features"], last_vec[user], atol=1e-9, rtol=0), user
+        assert_profile_rows(store, final, last_vec)
     finally:
         store.close()
 

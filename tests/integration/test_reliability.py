@@ -153,7 +153,7 @@ def test_cassandra_outage_backs_off_and_recovers_exactly(taobao):
         retries, states = 0.0, collections.Counter()
         while time.monotonic() - t0 < outage_s:
             # the counter lives as long as the task: sample it while the writer retries
-            retries = max(retries, drills.metric(cfg, job_id, "profile", "cassandra_retries") or 0.0)
+            retries = max(retries, drills.metric(cfg, job_id, "cassandra_retries") or 0.0)
             states[submit.job_state(cfg, job_id)] += 1
             time.sleep(1)
         start_s = drills.deploy("cassandra.sh", "start")
