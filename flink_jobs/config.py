@@ -130,7 +130,7 @@ class Config:
     onnx_provider: str = _doc("auto (CUDA when usable, else CPU), cuda or cpu", default="auto")
     # --- Paths -----------------------------------------------------------------------------------
     run_dir: str = _doc("all runtime state, logs and downloads (git-ignored)", default=".run")
-    data_dir: str = _doc("bundled datasets", default="../shared/data")
+    data_dir: str = _doc("bundled datasets", default="data")
 
     # Derived values: computed, never configured separately.
     @property
