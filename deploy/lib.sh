@@ -255,6 +255,8 @@ start_jvm_server() {
     read -ra extra <<<"$extra_opts"
     opts+=("${extra[@]}")
     log "starting $name on $HOST:$PORT ($what)"
+    # the start-up timeout counts from the launch: a first fetch with an empty ~/.m2 can take minutes
+    t0=$SECONDS
     launch_bg "$PIDFILE" "$LOGFILE" "$DIR" "$java" "${opts[@]}" -cp "$LIB/*" "$@"
     if ! wait_healthy "$t0"; then
         stop_pidfile "$PIDFILE" "$name" "$STOP_TIMEOUT_S" || true
