@@ -1,10 +1,11 @@
 """The framework-free ceiling: the job's work in one plain Python process, no Flink.
 
-A Kafka consumer loop (confluent-kafka) decodes Avro events, checks them, steps the same udfs/ core
-with profiles in a dict (no state backend, no checkpoints), scores each poll's events in one ONNX
-call per model, writes Cassandra with the same concurrent prepared upserts as the job and produces
-Avro predictions. What it does not do, and Flink does: full validation and a DLQ, exactly-once
-state and output, recovery. It is what Python can reach on one core for this work.
+A Kafka consumer loop (confluent-kafka) decodes Avro events, checks them, and hands each poll's events
+to the same batch engine as the job (udfs.engine.process_batch, profiles in a dict: no state backend,
+no checkpoints), writes the same Cassandra requests with the Python driver (profiles once per
+commit interval, like the job once per checkpoint) and produces Avro predictions. What it does
+not do, and Flink does: full validation and a DLQ, exactly-once state and output, recovery. It is
+what Python can reach on one core for this work.
 
     python -m bench.python_ceiling --expected N [config flags]    # prints JSON stats
 """
@@ -20,11 +21,11 @@ from typing import Any
 from flink_jobs.cassandra_store import CassandraStore
 from flink_jobs.config import Config
 from tools import kafka_io
-from udfs import features as feats
-from udfs import schemas
+from udfs import cassandra_rows, schemas
 from udfs.avro import AvroCodec
-from udfs.prediction import PREDICTION_FIELDS, prediction_row, score_batch
-from udfs.profile import NO_WATERMARK, Event, Outcome, Profile, step
+from udfs.engine import MemoryStore, ProfileRow, merge_pending, process_batch
+from udfs.prediction import PREDICTION_FIELDS, score_batch
+from udfs.profile import Event
 from udfs.scorer import OnnxScorer
 from udfs.segmenter import OnnxSegmenter
 
@@ -39,20 +40,23 @@ def run(cfg: Config, expected: int, poll_batch: int = 500, timeout_s: float = 90
     events_codec, pred_codec = AvroCodec(schemas.EVENT, logical_types=False), AvroCodec(schemas.PREDICTION)
     scorer = OnnxScorer(str(cfg.model_file), provider=cfg.onnx_provider)
     segmenter = OnnxSegmenter(str(cfg.segments_file), provider=cfg.onnx_provider)
-    store = CassandraStore(cfg)
-    profiles: dict[str, Profile] = {}
-    # the job's watermark: per partition max event time seen - lateness - 1, the minimum over partitions
-    n_partitions = len(c.list_topics(cfg.topic_events, timeout=10).topics[cfg.topic_events].partitions)
-    max_seen: dict[int, int] = {}
+    cassandra = CassandraStore(cfg)
+    store = MemoryStore()
+    pending: dict[str, ProfileRow] = {}
     n_in = n_out = n_bad = 0
     start = time.perf_counter()
     cpu0 = time.process_time()
     first = None
+    last_commit = start
+
+    def write_profiles() -> None:
+        cassandra.write_requests([cassandra_rows.profile_request(u, row) for u, row in pending.items()])
+        pending.clear()
+
     try:
         while n_in < expected and time.perf_counter() - start < timeout_s:
             msgs = c.consume(num_messages=poll_batch, timeout=0.5)
-            applied: list[tuple[Event, list[float], dict[str, Any]]] = []
-            dirty: dict[str, tuple[Profile, int]] = {}
+            events: list[Event] = []
             for m in msgs:
                 if m.error():
                     continue
@@ -66,37 +70,26 @@ def run(cfg: Config, expected: int, poll_batch: int = 500, timeout_s: float = 90
                 if ev.event_type not in EVENT_TYPES or not ev.user_id or not ev.event_id:
                     n_bad += 1
                     continue
-                wm = (min(max_seen.values()) - settings.lateness_ms - 1
-                      if len(max_seen) == n_partitions else NO_WATERMARK)
-                max_seen[m.partition()] = max(max_seen.get(m.partition(), NO_WATERMARK), ev.event_time)
-                r = step(profiles.get(ev.user_id), ev, wm, settings)
-                if r.outcome is not Outcome.APPLIED:
-                    continue
-                profiles[ev.user_id] = r.state
-                vector, view = feats.vector_and_view(r.before, r.state, ev, settings)
-                dirty[ev.user_id] = (r.state, len(applied))
-                applied.append((ev, vector, view))
-            if not applied:
-                continue
-            scores = score_batch(scorer, segmenter, [a[1] for a in applied])
-            scored_at = int(time.time() * 1000)
-            preds = [
-                dict(zip(PREDICTION_FIELDS, prediction_row(ev, s, view, scored_at, []), strict=True))
-                for (ev, _, view), s in zip(applied, scores, strict=True)
-            ]
-            store.write_many(
-                [store.profile_values(applied[i][2], p.version, preds[i], applied[i][1]) for p, i in dirty.values()],
-                [store.prediction_values(pred) for pred in preds],
-            )
-            for pred in preds:
+                events.append(ev)
+            r = process_batch(events, store, lambda v: score_batch(scorer, segmenter, v), settings,
+                              int(time.time() * 1000))
+            merge_pending(pending, r)
+            requests = [cassandra_rows.erase_request(u, ts) for u, ts in r.erasures]
+            cassandra.write_requests(requests + cassandra_rows.prediction_requests(r.predictions))
+            for values in r.predictions:
+                pred = dict(zip(PREDICTION_FIELDS, values, strict=True))
                 producer.produce(cfg.topic_predictions, key=pred["user_id"].encode(), value=pred_codec.encode(pred))
             producer.poll(0)
-            c.commit(asynchronous=True)
-            n_out += len(preds)
+            if time.perf_counter() - last_commit >= cfg.checkpoint_interval_ms / 1000:
+                write_profiles()
+                c.commit(asynchronous=True)
+                last_commit = time.perf_counter()
+            n_out += len(r.predictions)
+        write_profiles()
         producer.flush(60)
     finally:
         c.close()
-        store.close()
+        cassandra.close()
     busy = time.perf_counter() - (first or start)
     return {"events_in": n_in, "predictions": n_out, "rejected": n_bad, "seconds": busy,
             "events_per_s": n_in / busy if busy else 0.0,

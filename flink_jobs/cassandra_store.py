@@ -1,14 +1,15 @@
-"""Cassandra access with cassandra-driver: prepared, idempotent upserts of profiles and
-predictions, and the reads the CLIs use. No pyflink import (the CLIs use it too).
+"""Cassandra access from Python with cassandra-driver: the reads of the CLIs and tests, the erasure
+of tools.erase_user and the writes of the framework-free benchmark. The job itself writes through
+the JVM sink (jvm/.../CassandraSink.java). No pyflink import.
 
-Idempotence: a profile row is written ``USING TIMESTAMP`` = the state's version (strictly
-increasing per user, also across state expiry), a prediction row ``USING TIMESTAMP`` = its event
-time in µs. Replaying events after a restore therefore rewrites identical cells and changes nothing,
-and an older profile can never overwrite a newer one.
+Writes take the same requests the job emits (udfs.cassandra_rows.WriteRequest), so idempotence is
+the same: ``USING TIMESTAMP`` = the profile's version, the prediction's event time in µs, or the
+erasure's tombstone time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,21 +19,22 @@ from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import PreparedStatement
 
 from flink_jobs.config import Config
 from flink_jobs.security import cassandra_credentials, cassandra_ssl_context
 from udfs import schemas
+from udfs.cassandra_rows import (
+    OP_ERASE,
+    OP_PREDICTION,
+    OP_PROFILE,
+    PREDICTION_COLUMNS,
+    PROFILE_COLUMNS,
+    WriteRequest,
+    erase_request,
+)
 
 log = logging.getLogger(__name__)
-
-PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
-PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
-# the profile row also keeps the latest scores: these columns are copied from the prediction
-# write_many groups rows by their first value: the partition key of both tables
-assert PROFILE_COLUMNS[0] == PREDICTION_COLUMNS[0] == "user_id", "write_many sorts by the partition key"
-PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
-
 
 def connect(
     cfg: Config, keyspace: Optional[str] = None, timeout_s: float = 30.0, credentials: Optional[tuple[str, str]] = None
@@ -103,57 +105,25 @@ class CassandraStore:
         stmt.is_idempotent = True  # lets the driver retry and speculate safely
         return stmt
 
-    def profile_values(
-        self, view: dict[str, Any], version: int, prediction: dict[str, Any], features: Sequence[float]
-    ) -> list[Any]:
-        """Bound values of the profile upsert: the view, the features and the latest scores."""
-        row = dict(view)
-        row.update(features=list(features), **{k: prediction[k] for k in PROFILE_SCORING_COLUMNS})
-        return [row[c] for c in PROFILE_COLUMNS] + [int(version)]
-
-    @staticmethod
-    def prediction_values(prediction: dict[str, Any]) -> list[Any]:
-        return [prediction[c] for c in PREDICTION_COLUMNS] + [int(prediction["event_time"]) * 1000]
-
-    def write(
-        self, view: dict[str, Any], version: int, prediction: dict[str, Any], features: Sequence[float]
-    ) -> None:
-        """Upsert the profile view and insert the prediction (see write_many)."""
-        self.write_many([self.profile_values(view, version, prediction, features)],
-                        [self.prediction_values(prediction)])
-
-    def write_many(
-        self,
-        profiles: Sequence[list[Any]],
-        predictions: Sequence[list[Any]],
-        erasures: Sequence[tuple[str, int]] = (),
-    ) -> None:
-        """All upserts (and erasures: (user_id, tombstone write time in µs)) concurrently, at most
-        ``max_in_flight`` requests at a time; when any fails, retry the whole set with backoff (every
-        statement is idempotent), then raise: the job restarts from its last checkpoint and replays,
-        and nothing is lost. Write times decide what wins, not the order of the statements."""
-        keyed = [(v[0], self._put_profile, v) for v in profiles]
-        keyed += [(v[0], self._put_prediction, v) for v in predictions]
-        for user, ts in erasures:
-            keyed += [(user, self._erase_profile, [ts, user]), (user, self._erase_predictions, [ts, user])]
-        # rows of one user next to each other: most batches then touch few partitions
-        keyed.sort(key=lambda k: k[0])
-        work = [(stmt, values) for _, stmt, values in keyed]
-        k = max(1, self.cfg.cassandra_batch_statements)
-        requests: list[Any] = []
-        for i in range(0, len(work), k):
-            if k == 1:
-                requests.append(work[i])
-                continue
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
-            for stmt, values in work[i:i + k]:
-                batch.add(stmt, values)
-            requests.append((batch, None))
+    def write_requests(self, requests: Sequence[WriteRequest]) -> None:
+        """Every request concurrently, one per row (no multi-partition batches), at most
+        ``max_in_flight`` at a time; when any fails, retry the whole set with backoff (every
+        statement is idempotent), then raise. Write times decide what wins, not the order."""
+        work: list[tuple[PreparedStatement, list[Any]]] = []
+        for r in requests:
+            if r.op == OP_ERASE:
+                work += [(stmt, [r.write_ts, r.user_id]) for stmt in (self._erase_profile, self._erase_predictions)]
+            else:
+                stmt, cols = (self._put_profile, PROFILE_COLUMNS) if r.op == OP_PROFILE else \
+                    (self._put_prediction, PREDICTION_COLUMNS)
+                assert r.op in (OP_PROFILE, OP_PREDICTION), r.op
+                values = json.loads(r.payload)
+                work.append((stmt, [values[c] for c in cols] + [r.write_ts]))
         delay = 0.1
         for attempt in range(self.max_retries + 1):
             try:
-                for i in range(0, len(requests), self.max_in_flight):
-                    chunk = requests[i:i + self.max_in_flight]
+                for i in range(0, len(work), self.max_in_flight):
+                    chunk = work[i:i + self.max_in_flight]
                     futures = [self.session.execute_async(stmt, values) for stmt, values in chunk]
                     for f in futures:
                         f.result()
@@ -169,7 +139,7 @@ class CassandraStore:
 
     def erase(self, user_id: str, timestamp_us: int) -> None:
         """Delete the user's profile row and every prediction row written before ``timestamp_us``."""
-        self.write_many([], [], [(user_id, timestamp_us)])
+        self.write_requests([erase_request(user_id, timestamp_us)])
 
     def profile(self, user_id: str) -> Optional[dict[str, Any]]:
         row = self.session.execute(

@@ -66,11 +66,15 @@ class Config:
     cassandra_storage_port: int = _doc("Cassandra inter-node port of the local node", default=7000)
     cassandra_keyspace: str = _doc("keyspace of profiles and predictions", default="profile_engine")
     cassandra_replication: int = _doc("replication factor used when creating the keyspace", default=1)
-    cassandra_consistency: str = _doc("write consistency level", default="LOCAL_QUORUM")
-    cassandra_batch_statements: int = _doc(
-        "upserts sent together as one unlogged batch (a third of the driver CPU per row at 16); 1 = one "
-        "request per row. Keep batches under the cluster's batch_size_fail_threshold (~1 KiB per profile)",
-        default=16,
+    cassandra_consistency: str = _doc("write consistency level of the profiles table", default="LOCAL_QUORUM")
+    cassandra_prediction_consistency: str = _doc(
+        "write consistency level of the predictions table (append-only history)", default="LOCAL_QUORUM"
+    )
+    cassandra_local_dc: str = _doc(
+        "the job's local datacenter: the Cassandra sink routes token-aware to replicas in it", default="datacenter1"
+    )
+    cassandra_max_in_flight: int = _doc(
+        "Cassandra sink: requests in flight per subtask; a full window backpressures the job", default=512
     )
     cassandra_heap_mb: int = _doc("heap of the local Cassandra node", default=1024)
     cassandra_username: str = _doc("Cassandra role to log in as (PasswordAuthenticator); empty: no login", default="")
@@ -104,22 +108,16 @@ class Config:
     value_high_spend: int = _doc("spend for value tier 'high' (where prices exist)", default=500)
     value_recent_ms: int = _doc("a buyer is recent if the last purchase is this fresh", default=30 * 86_400_000)
     profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
-    # --- Micro-batching (README "Throughput") ---------------------------------------------------
-    pipeline: str = _doc(
-        "micro-batch (JVM batches events per state bucket, one Python call per batch) or per-event "
-        "(one keyed Python call per event; the reference design); state is not portable between them",
-        default="micro-batch",
+    # --- Micro-batching and scale-out (README "Throughput") -----------------------------------
+    max_parallelism: int = _doc(
+        "Flink max parallelism = key groups of the profile state: the job rescales to any parallelism "
+        "from 1 to this without a config change (fixed for the life of the state, like in any Flink job)",
+        default=128,
     )
-    state_buckets: int = _doc(
-        "micro-batch: users are hashed into this many state keys, one Python call per bucket and flush. "
-        "Fixed for the life of the state; also the most subtasks that can share the profile work. Fewer "
-        "buckets = bigger batches (16 on 2 cores: p50 latency 5.9 s at 1.7k events/s; 4: 185 ms)",
-        default=4,
-    )
-    batch_max_events: int = _doc("micro-batch: a bucket's batch is handed to Python at this size", default=500)
+    batch_max_events: int = _doc("micro-batch: a subtask's batch is handed to Python at this size", default=500)
     batch_max_delay_ms: int = _doc("micro-batch: ... or after this much processing time", default=100)
     state_ttl_ms: int = _doc(
-        "micro-batch: a profile untouched this long (processing time) is dropped from state; 0 = never. "
+        "a profile untouched this long (processing time) is dropped from state; 0 = never. "
         "Keep it above idle_expiry_ms: an event that late starts a fresh profile anyway",
         default=60 * 86_400_000,
     )

@@ -20,7 +20,6 @@ from pyflink.java_gateway import get_gateway
 
 from flink_jobs.config import Config
 from flink_jobs.security import kafka_java_properties
-from flink_jobs.types import row_type
 from udfs import schemas
 
 GLUE = "dev.profileengine.glue"
@@ -87,31 +86,24 @@ def _split(raw: DataStream) -> tuple[Any, DataStream]:
 
 
 def _key_by_field0(j_stream: Any, value_type: TypeInformation) -> KeyedStream:
-    """Key a Java stream of (key, value) rows the way pyflink's key_by does, minus its Python map."""
+    """Key a Java stream of (key, value) rows the way pyflink's key_by does, minus its Python map.
+    The key is Row(field0): jvm/.../UserKeys.java and operators.key_switcher build the same Row."""
     key_selector = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector()
     j_keyed = j_stream.keyBy(key_selector, Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, DataStream(j_stream))
-
-
-def split_and_key(raw: DataStream) -> tuple[KeyedStream, DataStream]:
-    """(valid events keyed by user_id, rejected records as rows of dead_letter.avsc).
-
-    Validation and key extraction run in the JVM, so the keyed Python operator is the only Python in
-    the job: one JVM->Python crossing per event, and one embedded interpreter per TaskManager slot."""
-    j_valid, dead = _split(raw)
-    return _key_by_field0(j_valid, row_type(schemas.EVENT)), dead
 
 
 BATCH_TYPE = Types.ROW_NAMED(["payload"], [Types.STRING()])
 
 
 def split_and_batch(raw: DataStream, cfg: Config) -> tuple[KeyedStream, DataStream]:
-    """(micro-batches of valid events keyed by state bucket, rejected records).
+    """(micro-batches of valid events keyed by route key, rejected records).
 
-    A batch is one row whose ``payload`` is a JSON array of [watermark, event fields...] (see
-    jvm/.../MicroBatcher.java): one JVM->Python crossing per batch instead of per event."""
+    A batch is one row whose ``payload`` is a JSON array of events for one profile subtask, or a
+    commit marker (see jvm/.../MicroBatcher.java): one JVM->Python crossing per batch instead of per
+    event. The batcher runs at the job's parallelism, like the profile operator it routes to."""
     j_valid, dead = _split(raw)
-    batcher = _glue().MicroBatcher(cfg.state_buckets, cfg.batch_max_events, cfg.batch_max_delay_ms)
+    batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms)
     j_batches = j_valid.transform("micro-batch", _glue().MicroBatcher.batchType(), batcher)
     j_batches.uid("micro-batch")  # stateless (flushes before every barrier); a uid keeps savepoints mappable
     return _key_by_field0(j_batches, BATCH_TYPE), dead

@@ -1,42 +1,35 @@
-"""Flink operators: thin adapters over the pure core in udfs/. They read state, call the core,
-write state, set timers and emit rows; all profile and feature math lives in udfs/."""
+"""The profile operator: a thin adapter over the batch engine in udfs/engine.py. It decodes a batch,
+calls ``process_batch`` with a store backed by Flink keyed state, and emits what the engine returns.
+All profile, feature and scoring logic lives in udfs/; all I/O (Kafka, Cassandra) in the JVM.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
 from pyflink.common import Row, Time
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
-from flink_jobs.types import row_type
-from udfs import features as feats
-from udfs import schemas
-from udfs.prediction import PREDICTION_FIELDS, Scores, prediction_row, score_batch
-from udfs.profile import (
-    Event,
-    Outcome,
-    Profile,
-    decode_profile,
-    encode_profile,
-    erasure_timestamp,
-    is_expired,
-    prune,
-    step,
-)
+from flink_jobs.types import row_type, write_request_type
+from udfs import cassandra_rows, schemas
+from udfs.engine import ProfileRow, merge_pending, process_batch
+from udfs.prediction import score_batch
+from udfs.profile import Event, Profile, decode_profile, encode_profile
 from udfs.scorer import OnnxScorer  # noqa: I001 - see below
 from udfs.segmenter import OnnxSegmenter
 
 # onnxruntime is imported with this module, i.e. before any operator opens: importing its C
-# extension inside open(), after the Cassandra driver has started its event-loop threads in the same
-# embedded interpreter, hung the TaskManager (seen with thread mode).
+# extension inside open(), after other native libraries started threads in the same embedded
+# interpreter, hung the TaskManager (seen with thread mode).
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +37,7 @@ _UNUSED_IN_THREAD_MODE: Any = "periodic compaction: RocksDB default"
 PROFILE_STATE = "profile"  # the bytes inside carry their own layout version (udfs.profile.STATE_VERSION)
 LATE_TAG = OutputTag("late-events", row_type(schemas.EVENT))
 DUPLICATE_TAG = OutputTag("duplicate-events", row_type(schemas.DEAD_LETTER))
+CASSANDRA_TAG = OutputTag("cassandra-writes", write_request_type())
 
 
 # The state holds the versioned Avro bytes of udfs.profile as a latin-1 string: an exact 1:1 map of
@@ -57,156 +51,10 @@ def _from_state(text: str) -> bytes:
     return text.encode("latin-1")
 
 
-class ProfileCache:
-    """Decoded profiles of recently seen users, least recently used out first: a mirror of the keyed
-    state (every change is written through), rebuilt from state after any restart because open()
-    runs again. Saves decoding the state of active users."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._profiles: OrderedDict[str, Profile] = OrderedDict()
-
-    def get(self, user: str) -> Optional[Profile]:
-        p = self._profiles.get(user)
-        if p is not None:
-            self._profiles.move_to_end(user)
-        return p
-
-    def put(self, user: str, p: Profile) -> None:
-        self._profiles[user] = p
-        self._profiles.move_to_end(user)
-        if len(self._profiles) > self.size:
-            self._profiles.popitem(last=False)
-
-    def pop(self, user: str) -> None:
-        self._profiles.pop(user, None)
-
-
-class _ProfileOperator(KeyedProcessFunction):
-    """What both profile operators open: settings, the decoded-profile cache, the two models and
-    the counters they share."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
-    def _open_common(self, runtime_context: RuntimeContext, what: str) -> Any:
-        """Returns the operator's metric group for its own counters."""
-        self.settings = self.cfg.profile_settings()
-        self.cache = ProfileCache(self.cfg.profile_cache_users)
-        self.scorer = OnnxScorer(str(self.cfg.model_file), provider=self.cfg.onnx_provider)
-        self.segmenter = OnnxSegmenter(str(self.cfg.segments_file), provider=self.cfg.onnx_provider)
-        group = runtime_context.get_metrics_group().add_group("profile_engine")
-        self.m_events = group.counter("events_applied")
-        self.m_late = group.counter("events_late")
-        self.m_duplicates = group.counter("events_duplicate")
-        self.m_erased = group.counter("users_erased")
-        # Counters only: a Python gauge (or histogram) is read by Flink's metric thread, which calls
-        # into the embedded interpreter from outside the task thread and crashed the TaskManager
-        # (SIGSEGV in take_gil). 1 = this subtask scores on CUDA.
-        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
-        log.info("%s: %s and %s on %s", what, self.scorer.model_version, self.segmenter.model_version,
-                 self.scorer.provider)
-        return group
-
-
-class ProfileFunction(_ProfileOperator):
-    """Per user: step the profile in keyed state (duplicates and late events leave through side
-    outputs), compute the features, score them.
-
-    Emits one row per applied event: the prediction fields (schemas/prediction.avsc order) and, as
-    JSON, the profile view, its version and the feature vector (for the Cassandra writer). Timers:
-    idle expiry at last_seen + idle_expiry_ms, and tile pruning when the oldest tile leaves every
-    window (both in event time)."""
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        group = self._open_common(runtime_context, "profile operator")
-        self.state = runtime_context.get_state(ValueStateDescriptor(PROFILE_STATE, Types.STRING()))
-        self.m_expired = group.counter("profiles_expired")
-
-    # --- state access -------------------------------------------------------------------------
-    def _load(self, user: str) -> Optional[Profile]:
-        p = self.cache.get(user)
-        if p is not None:
-            return p
-        raw = self.state.value()
-        if raw is None:
-            return None
-        p = decode_profile(_from_state(raw))
-        self.cache.put(user, p)
-        return p
-
-    def _save(self, user: str, p: Profile) -> None:
-        self.state.update(_to_state(encode_profile(p)))
-        self.cache.put(user, p)
-
-    def _set_timers(self, ctx: Any, p: Profile, previous_last_seen: Optional[int]) -> None:
-        timers = ctx.timer_service()
-        s = self.settings
-        if previous_last_seen != p.last_seen:
-            if previous_last_seen is not None:
-                timers.delete_event_time_timer(previous_last_seen + s.idle_expiry_ms)
-            timers.register_event_time_timer(p.last_seen + s.idle_expiry_ms)
-        if p.tiles:
-            # the oldest tile leaves the longest window here; Flink keeps one timer per timestamp
-            timers.register_event_time_timer(min(p.tiles) + s.max_window_ms + s.tile_ms)
-
-    # --- callbacks ----------------------------------------------------------------------------
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
-        ev = Event(*value)
-        state = self._load(ev.user_id)
-        result = step(state, ev, ctx.timer_service().current_watermark(), self.settings)
-        if result.outcome is Outcome.ERASED:
-            # privacy request: the state goes here; tools.erase_user deletes the Cassandra rows
-            self.state.clear()
-            self.cache.pop(ev.user_id)
-            self.m_erased.inc()
-            return
-        if result.outcome is Outcome.DUPLICATE:
-            self.m_duplicates.inc()
-            yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
-            return
-        if result.outcome is Outcome.LATE:
-            self.m_late.inc()
-            yield LATE_TAG, value
-            return
-        p = result.state
-        vector, view = feats.vector_and_view(result.before, p, ev, self.settings)
-        scores = self._score(vector)
-        self._save(ev.user_id, p)
-        self._set_timers(ctx, p, result.before.last_seen if result.before else None)
-        self.m_events.inc()
-        values = prediction_row(ev, scores, view, int(time.time() * 1000), vector if self.cfg.emit_features else [])
-        yield Row(*values, json.dumps({"version": p.version, "view": view, "features": vector}))
-
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
-        user = ctx.get_current_key()
-        p = self._load(user)
-        if p is None:
-            return
-        watermark = ctx.timer_service().current_watermark()
-        if is_expired(p, watermark, self.settings):
-            self.state.clear()
-            self.cache.pop(user)
-            self.m_expired.inc()
-            return
-        prune(p, watermark, self.settings)
-        self._save(user, p)
-        if p.tiles:
-            ctx.timer_service().register_event_time_timer(
-                min(p.tiles) + self.settings.max_window_ms + self.settings.tile_ms
-            )
-        return
-        yield  # a generator: PyFlink iterates the result of on_timer
-
-    def _score(self, vector: list[float]) -> Scores:
-        return score_batch(self.scorer, self.segmenter, [vector])[0]
-
-
-def profile_map_descriptor(cfg: Config) -> MapStateDescriptor:
-    """The micro-batch pipeline's profile state: user_id -> versioned Avro bytes as latin-1, under the
-    bucket key, with the TTL that reclaims idle users (TTL is part of the state's serialized form: a
-    restore must use the same setting)."""
-    descriptor = MapStateDescriptor(PROFILE_STATE, Types.STRING(), Types.STRING())
+def profile_state_descriptor(cfg: Config) -> ValueStateDescriptor:
+    """One entry per user: versioned Avro bytes as latin-1, with the TTL that reclaims idle users (TTL
+    is part of the state's serialized form: a restore must use the same setting)."""
+    descriptor = ValueStateDescriptor(PROFILE_STATE, Types.STRING())
     if cfg.state_ttl_ms > 0:
         descriptor.enable_time_to_live(
             StateTtlConfig.new_builder(Time.milliseconds(cfg.state_ttl_ms))
@@ -222,102 +70,175 @@ def profile_map_descriptor(cfg: Config) -> MapStateDescriptor:
     return descriptor
 
 
-class BatchProfileFunction(_ProfileOperator):
-    """The micro-batch pipeline's profile operator, keyed by state bucket.
+def key_switcher(runtime_context: RuntimeContext, max_parallelism: int) -> Callable[[str], None]:
+    """A function that makes a user the current key of this operator's keyed state.
 
-    Each element is one batch from the JVM MicroBatcher: a JSON array of [watermark, event fields].
-    Per event, as in ProfileFunction: step the user's profile with the watermark the event arrived
-    with, then features. Per batch: one ONNX call per model, every Cassandra upsert in flight at
-    once, each touched profile encoded and written to state once. Profiles live in MapState
-    (user_id -> versioned Avro bytes as latin-1) under the bucket key. Expiry needs no timer (step
-    starts a fresh profile after idle_expiry_ms); state TTL reclaims the memory of idle users.
+    PyFlink cannot switch keys inside a call, but the JVM state backend can: the embedded (thread
+    mode) runtime hands Python the Java backend, and pemja calls it directly. The key is the Row
+    that PyFlink's KeyByKeySelector builds (jvm/.../UserKeys.java builds the same one to route
+    batches), so Flink assigns and rescales users' key groups like any keyed state. Writing under
+    a key group this subtask does not own would drop the entry from its snapshots: refuse it."""
+    from pemja import findClass
 
-    Emits one prediction row per applied event (schemas/prediction.avsc), after its Cassandra write
-    is acknowledged; duplicates and late events leave through DUPLICATE_TAG and LATE_TAG."""
+    try:  # pyflink 2.2.1 internals (pinned): fail at open(), never write state under a wrong key
+        backend = runtime_context._keyed_state_backend._keyed_state_backend
+    except AttributeError as exc:
+        raise RuntimeError("this PyFlink does not expose the keyed state backend to thread-mode Python "
+                           "functions; the profile operator needs python.execution-mode=thread") from exc
+    j_row = findClass("org.apache.flink.types.Row")
+    assignment = findClass("org.apache.flink.runtime.state.KeyGroupRangeAssignment")
+    owned = backend.getKeyGroupRange()
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        from flink_jobs.cassandra_store import CassandraStore
+    def switch(user_id: str) -> None:
+        key = j_row.withPositions(1)
+        key.setField(0, user_id)
+        group = assignment.assignToKeyGroup(key, max_parallelism)
+        if not owned.contains(group):
+            raise RuntimeError(f"user {user_id!r} (key group {group}) reached a subtask owning {owned}: the "
+                               "micro-batcher and the profile operator must share (max) parallelism")
+        backend.setCurrentKey(key)
 
-        group = self._open_common(runtime_context, "batched profile operator")
-        self.profiles = runtime_context.get_map_state(profile_map_descriptor(self.cfg))
-        self.m_written = group.counter("cassandra_writes")
-        # Sums (Python cannot register histograms, see _ProfileOperator); divide by python_batches
-        # for the mean per batch.
-        self.m_onnx_us = group.counter("onnx_micros")
-        self.m_cassandra_us = group.counter("cassandra_write_micros")
-        self.m_batches = group.counter("python_batches")
-        self.store = CassandraStore(self.cfg, on_retry=group.counter("cassandra_retries").inc)
+    return switch
 
-    def _load(self, user: str) -> Optional[Profile]:
-        p = self.cache.get(user)
+
+class KeyedProfileStore:
+    """udfs.engine.ProfileStore over Flink keyed state, one entry per user.
+
+    Decoded profiles of recent users stay in an LRU cache (rebuilt from state after any restart,
+    because open() runs again). Changed profiles are encoded and written to state once per
+    checkpoint (``flush``, on the batcher's commit marker before each barrier), not once per batch:
+    encoding is the most expensive part of a profile update."""
+
+    def __init__(self, state: Any, switch: Callable[[str], None], cache_size: int) -> None:
+        self.state = state
+        self.switch = switch
+        self.cache_size = cache_size
+        self.cache: OrderedDict[str, Profile] = OrderedDict()
+        self.dirty: dict[str, Profile] = {}  # not in state yet; never evicted before flush
+        self.state_reads = 0
+
+    def get(self, user_id: str) -> Optional[Profile]:
+        p = self.dirty.get(user_id)
         if p is not None:
             return p
-        raw = self.profiles.get(user)
-        return None if raw is None else decode_profile(_from_state(raw))
+        p = self.cache.get(user_id)
+        if p is not None:
+            self.cache.move_to_end(user_id)
+            return p
+        self.switch(user_id)
+        raw = self.state.value()
+        self.state_reads += 1
+        if raw is None:
+            return None
+        p = decode_profile(_from_state(raw))
+        self._remember(user_id, p)
+        return p
+
+    def put(self, user_id: str, profile: Profile) -> None:
+        self.dirty[user_id] = profile
+
+    def remove(self, user_id: str) -> None:
+        self.dirty.pop(user_id, None)
+        self.cache.pop(user_id, None)
+        self.switch(user_id)
+        self.state.clear()
+
+    def flush(self) -> int:
+        """Write every changed profile to keyed state; returns how many."""
+        n = len(self.dirty)
+        for user_id, p in self.dirty.items():
+            self.switch(user_id)
+            self.state.update(_to_state(encode_profile(p)))
+            self._remember(user_id, p)
+        self.dirty.clear()
+        return n
+
+    def _remember(self, user_id: str, p: Profile) -> None:
+        self.cache[user_id] = p
+        self.cache.move_to_end(user_id)
+        if len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+
+class ProfileFunction(KeyedProcessFunction):
+    """Keyed by the batcher's route key; each element is one batch from the JVM MicroBatcher (a JSON
+    array of events in user_event.avsc order) or a commit marker ({"checkpoint": id}).
+
+    A batch goes through udfs.engine.process_batch: predictions on the main output (one per applied
+    event), late events and duplicates on side outputs, Cassandra writes (predictions, erasures) on
+    CASSANDRA_TAG for the JVM sink. A commit marker writes the changed profiles to keyed state and
+    their Cassandra rows: once per user and checkpoint, before the barrier that follows the marker,
+    so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        cfg = self.cfg
+        self.settings = cfg.profile_settings()
+        self.scorer = OnnxScorer(str(cfg.model_file), provider=cfg.onnx_provider)
+        self.segmenter = OnnxSegmenter(str(cfg.segments_file), provider=cfg.onnx_provider)
+        self.score = functools.partial(score_batch, self.scorer, self.segmenter)
+        state = runtime_context.get_state(profile_state_descriptor(cfg))
+        self.store = KeyedProfileStore(state, key_switcher(runtime_context, cfg.max_parallelism),
+                                       cfg.profile_cache_users)
+        self.pending: dict[str, ProfileRow] = {}
+        group = runtime_context.get_metrics_group().add_group("profile_engine")
+        self.m_events = group.counter("events_applied")
+        self.m_late = group.counter("events_late")
+        self.m_duplicates = group.counter("events_duplicate")
+        self.m_erased = group.counter("users_erased")
+        # Sums (a Python gauge or histogram is read by Flink's metric thread, which calls into the
+        # embedded interpreter from outside the task thread and crashed the TaskManager: SIGSEGV in
+        # take_gil). Divide by python_batches / state_flushes for the mean.
+        self.m_batches = group.counter("python_batches")
+        self.m_batch_us = group.counter("python_batch_micros")
+        self.m_flushes = group.counter("state_flushes")
+        self.m_flush_us = group.counter("state_flush_micros")
+        self.m_flushed = group.counter("profiles_flushed")
+        self.m_state_reads = group.counter("state_reads")
+        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
+        log.info("profile operator: %s and %s on %s", self.scorer.model_version, self.segmenter.model_version,
+                 self.scorer.provider)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
-        applied: list[tuple[Event, list[float], dict[str, Any]]] = []
-        dirty: dict[str, tuple[Profile, int]] = {}  # user -> (profile, index of its last applied event)
-        erasures: list[tuple[str, int]] = []
-        for item in json.loads(value[0]):
-            ev = Event(*item[1:])
-            current = self._load(ev.user_id)
-            result = step(current, ev, item[0], self.settings)
-            if result.outcome is Outcome.ERASED:
-                # privacy request: state, cache and Cassandra rows go; this batch's earlier rows of
-                # the user are written below the tombstones' write time, so they stay deleted
-                self.profiles.remove(ev.user_id)
-                self.cache.pop(ev.user_id)
-                dirty.pop(ev.user_id, None)
-                erasures.append((ev.user_id, erasure_timestamp(current, ev)))
-                self.m_erased.inc()
-                continue
-            if result.outcome is Outcome.DUPLICATE:
-                self.m_duplicates.inc()
-                yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
-                continue
-            if result.outcome is Outcome.LATE:
-                self.m_late.inc()
-                yield LATE_TAG, Row(*item[1:])
-                continue
-            p = result.state
-            vector, view = feats.vector_and_view(result.before, p, ev, self.settings)
-            self.cache.put(ev.user_id, p)  # the next event of this user in the batch sees this profile
-            dirty[ev.user_id] = (p, len(applied))
-            applied.append((ev, vector, view))
-        if not applied:
-            if erasures:
-                self.store.write_many([], [], erasures)
+        payload: str = value[0]
+        if payload.startswith("{"):
+            yield from self._commit()
             return
         t0 = time.perf_counter()
-        scores = score_batch(self.scorer, self.segmenter, [a[1] for a in applied])
-        t1 = time.perf_counter()
-        scored_at = int(time.time() * 1000)
-        rows, preds = [], []
-        for (ev, vector, view), s in zip(applied, scores, strict=True):
-            values = prediction_row(ev, s, view, scored_at, vector if self.cfg.emit_features else [])
-            rows.append(values)
-            preds.append(dict(zip(PREDICTION_FIELDS, values, strict=True)))
-        profiles = [
-            self.store.profile_values(applied[i][2], p.version, preds[i], applied[i][1]) for p, i in dirty.values()
-        ]
-        # acknowledged before the predictions leave, hence before any later checkpoint barrier
-        self.store.write_many(profiles, [self.store.prediction_values(pred) for pred in preds], erasures)
-        t2 = time.perf_counter()
-        for user, (p, _) in dirty.items():
-            self.profiles.put(user, _to_state(encode_profile(p)))
-        self.m_events.inc(len(applied))
-        self.m_written.inc(len(applied))
-        self.m_batches.inc()
-        self.m_onnx_us.inc(int((t1 - t0) * 1e6))
-        self.m_cassandra_us.inc(int((t2 - t1) * 1e6))
-        for values in rows:
+        reads0 = self.store.state_reads
+        events = [Event(*fields) for fields in json.loads(payload)]
+        r = process_batch(events, self.store, self.score, self.settings, int(time.time() * 1000),
+                          self.cfg.emit_features)
+        merge_pending(self.pending, r)
+        for ev in r.duplicates:
+            yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
+        for ev in r.late:
+            yield LATE_TAG, Row(*ev)
+        for user, ts in r.erasures:
+            yield CASSANDRA_TAG, Row(*cassandra_rows.erase_request(user, ts))
+        for req in cassandra_rows.prediction_requests(r.predictions):
+            yield CASSANDRA_TAG, Row(*req)
+        for values in r.predictions:
             yield Row(*values)
+        self.m_events.inc(len(r.predictions))
+        self.m_late.inc(len(r.late))
+        self.m_duplicates.inc(len(r.duplicates))
+        self.m_erased.inc(len(r.erasures))
+        self.m_state_reads.inc(self.store.state_reads - reads0)
+        self.m_batches.inc()
+        self.m_batch_us.inc(int((time.perf_counter() - t0) * 1e6))
 
-    def close(self) -> None:
-        store = getattr(self, "store", None)
-        if store is not None:
-            store.close()
+    def _commit(self) -> Iterable[Any]:
+        t0 = time.perf_counter()
+        flushed = self.store.flush()
+        for user, row in self.pending.items():
+            yield CASSANDRA_TAG, Row(*cassandra_rows.profile_request(user, row))
+        self.pending.clear()
+        self.m_flushed.inc(flushed)
+        self.m_flushes.inc()
+        self.m_flush_us.inc(int((time.perf_counter() - t0) * 1e6))
 
 
 def duplicate_row(ev: Event, topic: str) -> Row:
@@ -334,32 +255,3 @@ def duplicate_row(ev: Event, topic: str) -> Row:
         ev.user_id.encode(),
         encode_event(ev),
     )
-
-
-class CassandraWriter(MapFunction):
-    """Writes the profile and the prediction to Cassandra (idempotent upserts, retried), then passes
-    the prediction on. It blocks until both writes are acknowledged, so a completed checkpoint
-    implies every earlier prediction is in Cassandra (at-least-once, made exact by idempotence)."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        from flink_jobs.cassandra_store import CassandraStore
-
-        group = runtime_context.get_metrics_group().add_group("profile_engine")
-        self.written = group.counter("cassandra_writes")
-        self.store = CassandraStore(self.cfg, on_retry=group.counter("cassandra_retries").inc)
-
-    def map(self, value: Row) -> Row:
-        n = len(PREDICTION_FIELDS)
-        prediction: dict[str, Any] = dict(zip(PREDICTION_FIELDS, value[:n], strict=True))
-        payload = json.loads(value[n])
-        self.store.write(payload["view"], payload["version"], prediction, payload["features"])
-        self.written.inc()
-        return Row(*value[:n])
-
-    def close(self) -> None:
-        store = getattr(self, "store", None)
-        if store is not None:
-            store.close()

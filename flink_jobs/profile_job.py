@@ -1,6 +1,6 @@
 """The profile job: per-user profiles in Flink keyed state, scored inline by an ONNX model.
 
-Operator chain of the default ``pipeline=micro-batch`` (JVM parts in [brackets], Python in (parens))::
+Operator chain (JVM parts in [brackets], Python in (parens))::
 
     [KafkaSource user-events: Avro decode + validate, event-time watermarks]   uid source-user-events
         |
@@ -8,20 +8,16 @@ Operator chain of the default ``pipeline=micro-batch`` (JVM parts in [brackets],
         |
     [validate: split rejected records, extract key]  --side output-->  [KafkaSink user-events-dlq]
         |  valid (user_id, event)                               ^ union (duplicates)       uid sink-dlq
-    [micro-batch: JSON batch per state bucket; flushed at size,  |              uid micro-batch
-     after a delay and before every checkpoint barrier]         |
-        |  keyBy(bucket)                                        |
-    (profile: per event udfs.profile.step -> features;          |              uid profile-batched
-     per batch ONNX score + concurrent Cassandra upserts;        |
-     MapState user -> profile, state TTL)  --duplicates---------+
+    [micro-batch: one JSON batch per profile subtask; flushed   |              uid micro-batch
+     at size, after a delay, before watermarks and barriers]     |
+        |  keyBy(route key)                                     |
+    (profile: udfs.engine.process_batch per batch; keyed state  |              uid profile
+     one entry per user (key groups: rescalable); changed        |
+     profiles written once per checkpoint)  --duplicates--------+
         |   --late events-->  [KafkaSink user-events-late]                     uid sink-late
-        |
+        |   --Cassandra writes--> [Cassandra sink: async, idempotent,          uid sink-cassandra
+        |                          flushed before every checkpoint completes]
     [KafkaSink user-predictions: Avro, exactly-once or at-least-once]          uid sink-predictions
-
-``pipeline=per-event`` (the reference design, one Python call per event) keys by user instead:
-[validate] -> keyBy(user_id) -> (profile: ValueState, event-time timers; uid profile) ->
-(cassandra: uid cassandra-writer) -> [KafkaSink]. The two keep state under different uids, so a
-savepoint of one does not silently restore into the other.
 
 Submit with ``flink run -py flink_jobs/profile_job.py [config flags]`` (see ``--help``); every flag
 also has a PE_* environment variable (flink_jobs/config.py). ``build(env, source, sinks, cfg)``
@@ -42,14 +38,8 @@ from pyflink.datastream.connectors import Sink
 
 from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
-from flink_jobs.operators import (
-    DUPLICATE_TAG,
-    LATE_TAG,
-    BatchProfileFunction,
-    CassandraWriter,
-    ProfileFunction,
-)
-from flink_jobs.types import prediction_type, scored_type
+from flink_jobs.operators import CASSANDRA_TAG, DUPLICATE_TAG, LATE_TAG, ProfileFunction
+from flink_jobs.types import prediction_type
 from udfs import schemas
 from udfs.features import FEATURE_NAMES
 
@@ -61,6 +51,7 @@ class Sinks:
     predictions: Sink
     dead_letters: Sink
     late: Sink
+    cassandra: Sink
 
 
 def build(
@@ -71,26 +62,13 @@ def build(
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
     raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
-    if cfg.pipeline == "micro-batch":
-        batches, dead = connectors.split_and_batch(raw, cfg)
-        scored = (
-            batches.process(BatchProfileFunction(cfg), output_type=prediction_type())
-            .name("profile")
-            .uid("profile-batched")
-        )
-        predictions = scored
-    elif cfg.pipeline == "per-event":
-        by_user, dead = connectors.split_and_key(raw)
-        scored = by_user.process(ProfileFunction(cfg), output_type=scored_type()).name("profile").uid("profile")
-        predictions = scored.map(CassandraWriter(cfg), output_type=prediction_type()).name("cassandra").uid(
-            "cassandra-writer"
-        )
-    else:
-        raise ValueError(f"pipeline must be micro-batch or per-event, not {cfg.pipeline!r}")
-    dead.union(scored.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
+    batches, dead = connectors.split_and_batch(raw, cfg)
+    predictions = batches.process(ProfileFunction(cfg), output_type=prediction_type()).name("profile").uid("profile")
+    dead.union(predictions.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
         "kafka: " + cfg.topic_dlq
     ).uid("sink-dlq")
-    scored.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
+    predictions.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
+    predictions.get_side_output(CASSANDRA_TAG).sink_to(sinks.cassandra).name("cassandra").uid("sink-cassandra")
     predictions.sink_to(sinks.predictions).name("kafka: " + cfg.topic_predictions).uid("sink-predictions")
     return predictions
 
@@ -103,6 +81,8 @@ def environment(cfg: Config) -> StreamExecutionEnvironment:
     conf.set_string("execution.checkpointing.incremental", "true")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
+    # key groups of the profile state: any parallelism up to this restores and rescales it
+    env.set_max_parallelism(cfg.max_parallelism)
     env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     env.get_checkpoint_config().set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
     connectors.add_job_jars(env, cfg)
@@ -138,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # DLQ records are keyed by nothing we trust; key by the source topic for ordering per topic.
         dead_letters=connectors.avro_kafka_sink(cfg, cfg.topic_dlq, schemas.DEAD_LETTER, "source_topic", exactly_once),
         late=connectors.avro_kafka_sink(cfg, cfg.topic_late, schemas.EVENT, "user_id", exactly_once),
+        cassandra=connectors.cassandra_sink(cfg),
     )
     build(env, lambda e: connectors.event_source(e, cfg), sinks, cfg)
     env.execute(JOB_NAME)  # with `flink run -d` this returns once the job is submitted

@@ -1,10 +1,10 @@
 """Refuse to restore keyed state written by an incompatible job (jvm/.../StateGuard.java).
 
 A thread-mode snapshot restored in process mode gives EMPTY Python keyed state without an error, a
-profile state written with another layout version cannot be read, and a micro-batch job restored
-with another state_buckets would look each user up under the wrong key (an empty profile). The guard
-stores a fingerprint of these in every checkpoint and fails the job for good when a restore's
-fingerprint differs.
+profile state written with another layout version cannot be read, and state keyed another way (the
+state buckets of releases before per-user keys) would look each user up under the wrong key (an
+empty profile). The guard stores a fingerprint of these in every checkpoint and fails the job for
+good when a restore's fingerprint differs. Parallelism is not part of it: state rescales.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ def fingerprint(cfg: Config) -> str:
     state version changes it."""
     from udfs import profile
 
-    layout = f"pipeline={cfg.pipeline}"
-    if cfg.pipeline == "micro-batch":
-        layout += f";state-buckets={cfg.state_buckets}"  # users are found under hash(user) % buckets
-    return f"python.execution-mode={cfg.execution_mode};profile-state=v{profile.STATE_VERSION};{layout}"
+    # key=user: one keyed-state entry per user (the key groups themselves are Flink's business)
+    return f"python.execution-mode={cfg.execution_mode};profile-state=v{profile.STATE_VERSION};key=user"
 
 
 def guard(stream: DataStream, cfg: Config) -> DataStream:

@@ -35,13 +35,7 @@ def prediction_type() -> TypeInformation:
     return row_type(schemas.PREDICTION)
 
 
-# Profile operator output: the prediction, then what the Cassandra writer stores with it.
-SCORED_EXTRA = [
-    # JSON {"version", "view": profile_view.avsc record, "features": [...]}: one string crosses the
-    # JVM/Python boundary as one object, where arrays and maps are converted element by element.
-    ("profile_json", Types.STRING()),
-]
-
-
-def scored_type() -> TypeInformation:
-    return row_type(schemas.PREDICTION, SCORED_EXTRA)
+def write_request_type() -> TypeInformation:
+    """Input of the JVM Cassandra sink (udfs.cassandra_rows.WriteRequest, CassandraSink.elementType())."""
+    return Types.ROW_NAMED(["op", "user_id", "write_ts", "payload"],
+                           [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING()])

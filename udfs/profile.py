@@ -1,17 +1,22 @@
 """The user profile kept in Flink keyed state: its type, the per-event step and its versioned binary
-form. Pure Python: the stream job and the offline replay (training, parity tests) call the same
-functions, so profiles and features are identical in both.
+form. Pure Python: the stream job, the offline replay (training, parity tests) and the benchmark call
+the same functions (through udfs.engine), so profiles and features are identical in all three.
 
-A step is a plain function ``step(state, event, watermark) -> Step`` (Bytewax / Quix style):
+A step is a plain function ``step(state, event) -> Step`` (Bytewax / Quix style):
 
 - a duplicate (event id already applied) changes nothing;
-- a late event (event time <= watermark, i.e. later than the allowed lateness) changes nothing and
-  is reported as late, so the job routes it to the late topic;
+- a late event changes nothing and is reported as late, so the job routes it to the late topic.
+  Lateness is judged on the USER's own event-time clock: an event is late when it is older than
+  the user's latest applied event by more than the allowed lateness. A user's events sit in one
+  Kafka partition, in order, so the outcome of every event is a function of that user's events
+  alone: partition read order, idle partitions, restarts, rescaling and catch-up speed cannot change
+  it, and the offline replay is exact by construction (the job's global watermark is kept for
+  metrics only);
 - otherwise the event is applied: lifetime counters, event-time tiles (Chronon-style buckets of
   ``tile_ms``, so every window aggregate is exact at tile granularity and an out-of-order event
   lands in its own tile), decayed category interests, the session, recency.
 
-Memory stays bounded by the watermark: a tile no future window can reach, an event id whose
+Memory stays bounded by the user's clock: a tile no future window can reach, an event id whose
 duplicates would be late anyway, and session history no future event can join are pruned. Pruning
 never changes a future feature value (tests check this).
 """
@@ -32,7 +37,6 @@ from udfs import schemas
 from udfs.settings import ProfileSettings
 
 DEFAULT_SETTINGS = ProfileSettings()
-NO_WATERMARK = -(2**63)  # Flink's Long.MIN_VALUE: nothing is late yet
 
 
 class Event(NamedTuple):
@@ -133,32 +137,33 @@ def tile_start(t: int, s: ProfileSettings) -> int:
     return t - t % s.tile_ms
 
 
-def step(state: Optional[Profile], ev: Event, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> Step:
+def user_clock(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> int:
+    """The user's event-time clock: an event at or before it is late. Like a watermark with bound
+    ``lateness_ms``, but over this user's applied events only."""
+    return p.last_seen - s.lateness_ms - 1
+
+
+def step(state: Optional[Profile], ev: Event, s: ProfileSettings = DEFAULT_SETTINGS) -> Step:
     """Apply ``ev`` unless it is a duplicate or late. Mutates and returns ``state`` (the stream writes
     it back; the offline replay keeps one object per user).
 
-    Expiry: an event ``idle_expiry_ms`` or more after the user's last one starts a fresh profile. The
-    job's expiry timer clears such state once the watermark passes that point; every later on-time
-    event is past it too, so timer or not, stream and offline replay agree."""
+    Expiry: an event ``idle_expiry_ms`` or more after the user's last one starts a fresh profile
+    (state TTL only reclaims memory; correctness never depends on it). Every id the old profile
+    remembers is older than the new clock, so a copy of one is late, never applied twice."""
     if ev.event_type == ERASE:
-        # never late and never a duplicate: forgetting is always applied, whatever the watermark
+        # never late and never a duplicate: forgetting is always applied
         before = Before(state.last_seen, state.last_purchase_time) if state is not None else None
         return Step(Outcome.ERASED, before, None, ev)
-    kept: dict[str, int] = {}
     if state is not None and ev.event_time >= state.last_seen + s.idle_expiry_ms:
-        # start over; the fresh profile's version (>= last_seen * 1000) is still above the old one.
-        # Keep the ids a copy of which would still be on time: the stream's watermark can lag far
-        # behind this event (a partition not read yet), and forgetting them applied such a copy twice.
-        kept = {i: t for i, t in state.seen_ids.items() if t > watermark}
-        state = None
+        state = None  # start over; the fresh profile's version (>= last_seen * 1000) is still above the old one
     before = Before(state.last_seen, state.last_purchase_time) if state is not None else None
-    if state is not None and ev.event_id in state.seen_ids:
-        return Step(Outcome.DUPLICATE, before, state, ev)
-    if ev.event_time <= watermark:
-        return Step(Outcome.LATE, before, state, ev)
+    if state is not None:
+        if ev.event_id in state.seen_ids:
+            return Step(Outcome.DUPLICATE, before, state, ev)
+        if ev.event_time <= user_clock(state, s):
+            return Step(Outcome.LATE, before, state, ev)
     state = apply_event(state, ev, s)
-    state.seen_ids.update(kept)
-    prune(state, watermark, s)
+    prune(state, s)
     return Step(Outcome.APPLIED, before, state, ev)
 
 
@@ -234,29 +239,25 @@ def _chain_start(recent: list[tuple[int, str]], end: int, gap: int) -> int:
     return i
 
 
-def prune(p: Profile, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> None:
-    """Drop what no future (non-late) event can use; every future event has time > watermark."""
-    if watermark == NO_WATERMARK:
-        return
-    oldest_needed = tile_start(watermark, s) - s.max_window_ms
-    for start in [st for st in p.tiles if st <= oldest_needed]:
-        del p.tiles[start]
+def prune(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> None:
+    """Drop what no future (non-late) event of this user can use: every such event has a time after
+    the user's clock, and the clock only moves forward."""
+    clock = user_clock(p, s)
+    oldest_needed = tile_start(clock, s) - s.max_window_ms
+    if p.tiles and min(p.tiles) <= oldest_needed:
+        for start in [st for st in p.tiles if st <= oldest_needed]:
+            del p.tiles[start]
     if p.seen_ids:
-        p.seen_ids = {i: t for i, t in p.seen_ids.items() if t > watermark}
-    # Session history: a future event can only join events after watermark - gap, and everything
+        p.seen_ids = {i: t for i, t in p.seen_ids.items() if t > clock}
+    # Session history: a future event can only join events after clock - gap, and everything
     # chained to them; earlier sessions are closed for good.
     recent = p.recent
-    first_open = bisect.bisect_right(recent, (watermark - s.session_gap_ms, "\U0010ffff"))
+    first_open = bisect.bisect_right(recent, (clock - s.session_gap_ms, "\U0010ffff"))
     keep_from = _chain_start(recent, first_open, s.session_gap_ms) if first_open < len(recent) else len(recent)
     keep_from = min(keep_from, _chain_start(recent, len(recent) - 1, s.session_gap_ms)) if recent else 0
     keep_from = max(keep_from, len(recent) - s.max_session_events)
     if keep_from > 0:
         del recent[:keep_from]
-
-
-def is_expired(p: Profile, watermark: int, s: ProfileSettings = DEFAULT_SETTINGS) -> bool:
-    """Idle for longer than the expiry: the job clears the state (the profile stays in Cassandra)."""
-    return watermark >= p.last_seen + s.idle_expiry_ms
 
 
 # --- derived values ------------------------------------------------------------------------------
@@ -436,22 +437,17 @@ def decode_profile(data: bytes) -> Profile:
 # --- offline replay ------------------------------------------------------------------------------
 
 
-def replay_steps(
-    events: Iterable[Event], s: ProfileSettings = DEFAULT_SETTINGS, watermarks: bool = True
-) -> Iterator[Step]:
-    """Offline: every event through ``step`` in the order given (the stream's order per user), with
-    the watermark a bounded-out-of-orderness generator with bound ``s.lateness_ms`` would have
-    emitted before it (max event time seen - bound - 1)."""
+def replay_steps(events: Iterable[Event], s: ProfileSettings = DEFAULT_SETTINGS) -> Iterator[Step]:
+    """Offline: every event through ``step`` in the order given (per user, the order Kafka holds),
+    profiles in a dict. This is the correctness reference of the stream job: its outcome for every
+    event depends on the user's own events only."""
     state: dict[str, Profile] = {}
-    max_seen = NO_WATERMARK
     for ev in events:
-        wm = max_seen - s.lateness_ms - 1 if (watermarks and max_seen != NO_WATERMARK) else NO_WATERMARK
-        result = step(state.get(ev.user_id), ev, wm, s)
+        result = step(state.get(ev.user_id), ev, s)
         if result.state is not None:
             state[ev.user_id] = result.state
         elif result.outcome is Outcome.ERASED:
             state.pop(ev.user_id, None)
-        max_seen = max(max_seen, ev.event_time)
         yield result
 
 

@@ -231,10 +231,9 @@ def flink_problems(doc: dict[str, Any], cms: dict[str, dict[str, str]], known_se
     parallelism = job.get("parallelism")
     if jm_env.get("PE_PARALLELISM") != str(parallelism):
         p.append(f"PE_PARALLELISM {jm_env.get('PE_PARALLELISM')!r} != job.parallelism {parallelism}")
-    buckets = int(jm_env.get("PE_STATE_BUCKETS", Config.state_buckets))
-    if jm_env.get("PE_PIPELINE", Config.pipeline) == "micro-batch" and isinstance(parallelism, int) \
-            and parallelism > buckets:
-        p.append(f"job.parallelism {parallelism} > PE_STATE_BUCKETS {buckets}: subtasks without a bucket idle")
+    if jm_env.get("PE_MAX_PARALLELISM", str(Config.max_parallelism)) != conf.get("pipeline.max-parallelism"):
+        p.append(f"PE_MAX_PARALLELISM {jm_env.get('PE_MAX_PARALLELISM')!r} != pipeline.max-parallelism "
+                 f"{conf.get('pipeline.max-parallelism')!r}: the job sets its own key groups from it")
     if jm_env.get("PE_EXECUTION_MODE", "thread") != conf.get("python.execution-mode"):
         p.append("PE_EXECUTION_MODE differs from python.execution-mode")
     max_par = int(conf.get("pipeline.max-parallelism", "0"))
@@ -307,7 +306,8 @@ SEMANTIC_BREAKS: list[tuple[str, Any]] = [
     ("no HA", lambda d, c: d["spec"]["flinkConfiguration"].pop("high-availability.type")),
     ("process mode", lambda d, c: d["spec"]["flinkConfiguration"].update({"python.execution-mode": "process"})),
     ("parallelism disagrees with PE_PARALLELISM", lambda d, c: d["spec"]["job"].update(parallelism=3)),
-    ("more subtasks than state buckets", lambda d, c: [cm.update(PE_STATE_BUCKETS="2") for cm in c.values()]),
+    ("key groups disagree with pipeline.max-parallelism",
+     lambda d, c: [cm.update(PE_MAX_PARALLELISM="128") for cm in c.values()]),
     ("secret in args", lambda d, c: d["spec"]["job"]["args"].extend(["--cassandra-password", "x"])),
     ("secret in flink config", lambda d, c: d["spec"]["flinkConfiguration"].update({"s3.secret-key": "x"})),
     ("latest image", lambda d, c: d["spec"].update(image="profile-engine:latest")),
@@ -586,7 +586,9 @@ def metric_names(expr: str) -> set[str]:
 
 
 def job_counters() -> set[str]:
-    src = "\n".join(f.read_text(encoding="utf-8") for f in (ROOT / "flink_jobs").glob("*.py"))
+    # Python operators and the JVM glue (batcher, Cassandra sink) register counters the same way
+    files = [*(ROOT / "flink_jobs").glob("*.py"), *(ROOT / "jvm" / "src" / "main").rglob("*.java")]
+    src = "\n".join(f.read_text(encoding="utf-8") for f in files)
     return set(re.findall(r"""\.counter\(\s*["'](\w+)["']""", src))
 
 

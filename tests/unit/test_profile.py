@@ -7,7 +7,7 @@ import pytest
 
 from udfs.features import FEATURE_NAMES, feature_dict, feature_vector
 from udfs.profile import (
-    NO_WATERMARK,
+    Before,
     Event,
     Outcome,
     StateVersionError,
@@ -15,7 +15,6 @@ from udfs.profile import (
     current_session,
     decode_profile,
     encode_profile,
-    is_expired,
     lifecycle,
     profile_view,
     prune,
@@ -23,6 +22,7 @@ from udfs.profile import (
     replay_steps,
     step,
     top_categories,
+    user_clock,
     value_tier,
     window_aggregates,
 )
@@ -160,15 +160,28 @@ def test_sessions(times, events, start):
 def test_duplicate_changes_nothing():
     p = build([ev(0, eid="x")])
     before = encode_profile(p)
-    r = step(p, ev(5 * M, eid="x"), NO_WATERMARK)
+    r = step(p, ev(5 * M, eid="x"))
     assert r.outcome is Outcome.DUPLICATE and encode_profile(r.state) == before
 
 
-@pytest.mark.parametrize("t, watermark, outcome", [
-    (0, -1, Outcome.APPLIED), (0, 0, Outcome.LATE), (0, 1, Outcome.LATE), (10, 0, Outcome.APPLIED)])
-def test_lateness_is_judged_against_the_watermark(t, watermark, outcome):
-    p = build([ev(100 * M)])
-    assert step(p, ev(t), T0 + watermark).outcome is outcome
+@pytest.mark.parametrize("t, outcome", [
+    (100 * M, Outcome.APPLIED), (95 * M, Outcome.APPLIED), (95 * M - 1, Outcome.LATE), (0, Outcome.LATE),
+    (200 * M, Outcome.APPLIED)])
+def test_lateness_is_judged_on_the_users_own_clock(t, outcome):
+    p = build([ev(100 * M)])  # latest applied event at 100 min; allowed lateness 5 min
+    assert user_clock(p) == T0 + 95 * M - 1
+    assert step(p, ev(t, eid="new")).outcome is outcome
+
+
+def test_another_users_events_never_make_an_event_late():
+    """What the global watermark got wrong: a user far ahead in event time (or a partition read
+    first) moved every other user's clock. Here each user's outcomes depend on its own events only."""
+    mine = [ev(i * M, user="a", eid=f"a{i}") for i in range(5)]
+    ahead = [ev(10 * D + i * M, user="b", eid=f"b{i}") for i in range(5)]
+    alone = [r.outcome for r in replay_steps(mine)]
+    for order in (ahead + mine, mine + ahead, [x for pair in zip(ahead, mine, strict=False) for x in pair]):
+        mixed = [r.outcome for r in replay_steps(order) if r.event.user_id == "a"]
+        assert mixed == alone == [Outcome.APPLIED] * 5
 
 
 def test_replay_routes_events_beyond_lateness_to_late():
@@ -177,40 +190,31 @@ def test_replay_routes_events_beyond_lateness_to_late():
     assert outcomes == [Outcome.APPLIED, Outcome.APPLIED, Outcome.APPLIED, Outcome.LATE]
 
 
-def test_duplicate_memory_is_bounded_by_the_watermark():
+def test_duplicate_memory_is_bounded_by_the_users_clock():
     p = build([ev(i * M, eid=f"e{i}") for i in range(100)])
-    prune(p, T0 + 90 * M, S)
-    assert set(p.seen_ids) == {f"e{i}" for i in range(91, 100)}
-
-
-def test_expiry():
-    p = build([ev(0)])
-    assert not is_expired(p, T0 + S.idle_expiry_ms - 1)
-    assert is_expired(p, T0 + S.idle_expiry_ms)
+    prune(p, S)  # clock: 99 min - 5 min - 1 ms
+    assert set(p.seen_ids) == {f"e{i}" for i in range(94, 100)}
+    for i in range(200):  # a long stream of one user keeps only the ids inside the lateness
+        p = step(p, ev(100 * M + i * 30_000, eid=f"n{i}")).state
+    assert len(p.seen_ids) == 11
 
 
 @pytest.mark.parametrize("gap, fresh", [(S.idle_expiry_ms - 1, False), (S.idle_expiry_ms, True)])
 def test_an_event_after_the_idle_time_starts_a_fresh_profile(gap, fresh):
     p = build([ev(0, "purchase")])
     old_version = p.version
-    r = step(p, ev(gap, eid="later"), NO_WATERMARK)
+    r = step(p, ev(gap, eid="later"))
     assert (r.before is None) is fresh
     assert (r.state.n_events == 1) is fresh
     assert r.state.version > old_version
 
 
-def test_a_copy_still_on_time_after_a_fresh_start_is_a_duplicate():
-    """A producer retry of an old event, after the same user's event 30+ days later, while the
-    watermark still lags behind the old event (found by the reliability drill)."""
+def test_a_copy_of_an_old_event_after_a_fresh_start_is_late_not_applied_twice():
+    """A producer retry of an old event after the same user's event 30+ days later."""
     p = build([ev(0, eid="old")])
-    p = step(p, ev(S.idle_expiry_ms, eid="new"), NO_WATERMARK).state  # fresh profile
-    assert p.n_events == 1
-    assert step(p, ev(0, eid="old"), NO_WATERMARK).outcome is Outcome.DUPLICATE
-    # once the watermark passed the old event, the copy is late and the id is not kept
-    p = build([ev(0, eid="old")])
-    p = step(p, ev(S.idle_expiry_ms, eid="new"), T0 + 1).state
-    assert set(p.seen_ids) == {"new"}
-    assert step(p, ev(0, eid="old"), T0 + 1).outcome is Outcome.LATE
+    p = step(p, ev(S.idle_expiry_ms, eid="new")).state  # fresh profile
+    assert p.n_events == 1 and set(p.seen_ids) == {"new"}
+    assert step(p, ev(0, eid="old")).outcome is Outcome.LATE
 
 
 # --- tags ------------------------------------------------------------------------------------------
@@ -235,8 +239,13 @@ def test_pruning_is_invisible_to_features():
     events = sorted((ev(rng.randrange(0, 20 * D), rng.choice(["view", "cart", "fav", "purchase"]),
                         cat=f"c{rng.randrange(8)}", item=f"i{rng.randrange(40)}", price=1.0) for _ in range(400)),
                     key=lambda e: e.event_time)
+    events = list({e.event_id: e for e in events}.values())
     pruned = [feature_vector(*r) for r in replay(events)]
-    unpruned = [feature_vector(r.before, r.state, r.event) for r in replay_steps(events, watermarks=False)]
+    unpruned, p = [], None  # the same events without any pruning (all are applied: in order, no copies)
+    for e in events:
+        before = None if p is None else Before(p.last_seen, p.last_purchase_time)
+        p = apply_event(p, e)
+        unpruned.append(feature_vector(before, p, e))
     assert pruned == unpruned
 
 
@@ -304,17 +313,17 @@ def test_feature_vector_order_and_length():
     assert len(vec) == len(FEATURE_NAMES) and vec == [d[n] for n in FEATURE_NAMES]
 
 
-@pytest.mark.parametrize("times", [[0, 10 * M, 20 * M], [0, 60 * M, 30 * M], [0, 2 * M, 1 * M]])
+@pytest.mark.parametrize("times", [[0, 10 * M, 20 * M], [0, 60 * M, 57 * M], [0, 2 * M, 1 * M]])
 def test_vector_and_view_equal_their_separate_functions(times):
     from udfs.features import vector_and_view
 
-    for r in replay_steps([ev(t, item=f"i{t}") for t in times], watermarks=False):
+    for r in replay_steps([ev(t, item=f"i{t}") for t in times]):
         vector, view = vector_and_view(r.before, r.state, r.event)
         assert vector == feature_vector(r.before, r.state, r.event)
         assert view == profile_view(r.state)
 
 
-def test_erase_forgets_the_user_whatever_the_watermark():
+def test_erase_forgets_the_user():
     from tools.erase_user import erase_event
     from udfs.profile import Outcome, erasure_timestamp, replay_steps
 

@@ -43,14 +43,13 @@ def test_cql_predictions_columns_match_prediction_avro():
 
 
 def test_flink_row_types_match_avro():
-    from flink_jobs.types import prediction_type, row_type, scored_type
+    from flink_jobs.types import prediction_type, row_type, write_request_type
+    from udfs.cassandra_rows import WriteRequest
 
     for avsc in (schemas.EVENT, schemas.PREDICTION, schemas.DEAD_LETTER, schemas.PROFILE_VIEW):
         assert row_type(avsc).get_field_names() == schemas.field_names(avsc)
     assert prediction_type().get_field_names() == schemas.field_names(schemas.PREDICTION)
-    assert scored_type().get_field_names()[: len(schemas.field_names(schemas.PREDICTION))] == schemas.field_names(
-        schemas.PREDICTION
-    )
+    assert write_request_type().get_field_names() == list(WriteRequest._fields)
 
 
 def test_prediction_row_is_in_avro_order():

@@ -15,66 +15,75 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
 
 /**
- * Groups valid events into micro-batches per state bucket, so the keyed Python operator is called
- * once per batch instead of once per event (the per-call crossing into Python is the job's main
- * cost, see ARCHITECTURE.md).
+ * Groups valid events into one micro-batch per downstream subtask, so the keyed Python operator is
+ * called once per batch instead of once per event (the per-call crossing into Python is the job's
+ * main cost, see ARCHITECTURE.md).
  *
- * <p>Input: (user_id, event row). Output: (bucket, (payload)) where bucket = floorMod(hash(user_id),
- * buckets) and payload is a JSON array of [watermark, event fields in user_event.avsc order] per
- * event. Each event carries the watermark this operator had seen when the event arrived, which is
- * the watermark a per-event keyed operator would have used for its lateness and duplicate checks.
+ * <p>Input: (user_id, event row). Output: (route key, (payload)). The downstream operator keeps one
+ * keyed state entry per USER (it switches the key context to each user of a batch, see {@link
+ * UserKeys}), so state rescales with Flink's key groups like any keyed state. A batch only has to
+ * reach the subtask that owns its users' key groups: events are grouped by that subtask's index
+ * and the batch is keyed by a route key chosen to fall into that subtask's key-group range. With
+ * parallelism p there are at most p batches per flush, whatever the max parallelism.
  *
- * <p>Stateless on purpose: a bucket is flushed when it holds maxEvents, after maxDelayMs of
- * processing time, before every checkpoint barrier (prepareSnapshotPreBarrier) and at end of input.
- * No event is ever buffered across a checkpoint, so exactly-once needs no state here.
+ * <p>The batcher must run with the same parallelism and max parallelism as the profile operator
+ * (the job sets both); a user routed to the wrong subtask fails loudly in {@link UserKeys}.
+ *
+ * <p>Payload: a JSON array of events (fields in user_event.avsc order), or a commit marker {@code
+ * {"checkpoint":id}} that tells the profile operator to write its pending profiles to keyed state
+ * and Cassandra now, before the barrier that follows it.
+ *
+ * <p>Stateless on purpose: batches are flushed when one holds maxEvents, after maxDelayMs of
+ * processing time, before every checkpoint barrier (prepareSnapshotPreBarrier), before forwarding a
+ * watermark (so a watermark never overtakes events it covers) and at end of input. No event is
+ * buffered across a checkpoint, so exactly-once needs no state here.
  */
 public class MicroBatcher extends AbstractStreamOperator<Row>
     implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
   private static final long serialVersionUID = 1L;
-  private final int buckets;
   private final int maxEvents;
   private final long maxDelayMs;
 
+  private transient int parallelism;
+  private transient int maxParallelism;
   private transient StringBuilder[] payloads;
   private transient int[] counts;
-  private transient String[] keys;
-  private transient long watermark;
+  private transient String[] routeKeys;
   private transient boolean timerSet;
   private transient Counter batches;
   private transient Counter events;
   private transient Histogram batchSize;
 
-  public MicroBatcher(int buckets, int maxEvents, long maxDelayMs) {
-    if (buckets < 1 || maxEvents < 1 || maxDelayMs < 1) {
-      throw new IllegalArgumentException("buckets, maxEvents and maxDelayMs must be positive");
+  public MicroBatcher(int maxEvents, long maxDelayMs) {
+    if (maxEvents < 1 || maxDelayMs < 1) {
+      throw new IllegalArgumentException("maxEvents and maxDelayMs must be positive");
     }
-    this.buckets = buckets;
     this.maxEvents = maxEvents;
     this.maxDelayMs = maxDelayMs;
   }
 
-  /** Type of the output: Row(f0 = bucket key, f1 = Row(payload)), the shape PyFlink keys by. */
+  /** Type of the output: Row(f0 = route key, f1 = Row(payload)), the shape PyFlink keys by. */
   public static RowTypeInfo batchType() {
     RowTypeInfo payload = new RowTypeInfo(new TypeInformation<?>[] {Types.STRING}, new String[] {"payload"});
     return new RowTypeInfo(Types.STRING, payload);
   }
 
-  /** The bucket (and Python state key) of a user: stable across runs, JVMs and parallelism. */
-  public static int bucketOf(String userId, int buckets) {
-    return Math.floorMod(userId.hashCode(), buckets);
+  /** The payload of a commit marker. */
+  public static String commitMarker(long checkpointId) {
+    return "{\"checkpoint\":" + checkpointId + "}";
   }
 
   @Override
   public void open() throws Exception {
     super.open();
-    payloads = new StringBuilder[buckets];
-    counts = new int[buckets];
-    keys = new String[buckets];
-    for (int b = 0; b < buckets; b++) {
-      payloads[b] = new StringBuilder(4096);
-      keys[b] = Integer.toString(b);
+    parallelism = getRuntimeContext().getTaskInfo().getNumberOfParallelSubtasks();
+    maxParallelism = getRuntimeContext().getTaskInfo().getMaxNumberOfParallelSubtasks();
+    payloads = new StringBuilder[parallelism];
+    counts = new int[parallelism];
+    routeKeys = UserKeys.routeKeys(maxParallelism, parallelism);
+    for (int i = 0; i < parallelism; i++) {
+      payloads[i] = new StringBuilder(4096);
     }
-    watermark = Long.MIN_VALUE;
     MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("profile_engine");
     batches = group.counter("batches");
     events = group.counter("batched_events");
@@ -85,17 +94,19 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
   public void processElement(StreamRecord<Row> element) throws Exception {
     Row keyed = element.getValue();
     Row event = (Row) keyed.getField(1);
-    int b = bucketOf((String) keyed.getField(0), buckets);
-    StringBuilder sb = payloads[b];
-    sb.append(counts[b] == 0 ? '[' : ',').append('[').append(watermark);
+    int target = UserKeys.subtaskOf((String) keyed.getField(0), maxParallelism, parallelism);
+    StringBuilder sb = payloads[target];
+    sb.append(counts[target] == 0 ? '[' : ',').append('[');
     for (int i = 0; i < event.getArity(); i++) {
-      sb.append(',');
+      if (i > 0) {
+        sb.append(',');
+      }
       Json.append(sb, event.getField(i));
     }
     sb.append(']');
     events.inc();
-    if (++counts[b] >= maxEvents) {
-      flush(b);
+    if (++counts[target] >= maxEvents) {
+      flush(target);
     } else if (!timerSet) {
       timerSet = true;
       long now = getProcessingTimeService().getCurrentProcessingTime();
@@ -105,7 +116,7 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
 
   @Override
   public void processWatermark(Watermark mark) throws Exception {
-    watermark = mark.getTimestamp();
+    flushAll(); // events held here are older than what the watermark says has passed
     super.processWatermark(mark);
   }
 
@@ -118,30 +129,39 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
   @Override
   public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
     flushAll(); // nothing buffered may cross a barrier: that is what makes this operator stateless
+    emitCommitMarkers(checkpointId);
     super.prepareSnapshotPreBarrier(checkpointId);
   }
 
   @Override
   public void finish() throws Exception {
     flushAll();
+    emitCommitMarkers(Long.MAX_VALUE);
     super.finish();
   }
 
+  private void emitCommitMarkers(long checkpointId) {
+    String marker = commitMarker(checkpointId);
+    for (int i = 0; i < parallelism; i++) {
+      output.collect(new StreamRecord<>(Row.of(routeKeys[i], Row.of(marker))));
+    }
+  }
+
   private void flushAll() {
-    for (int b = 0; b < buckets; b++) {
-      if (counts[b] > 0) {
-        flush(b);
+    for (int i = 0; i < parallelism; i++) {
+      if (counts[i] > 0) {
+        flush(i);
       }
     }
   }
 
-  private void flush(int b) {
-    StringBuilder sb = payloads[b];
+  private void flush(int target) {
+    StringBuilder sb = payloads[target];
     sb.append(']');
-    output.collect(new StreamRecord<>(Row.of(keys[b], Row.of(sb.toString()))));
+    output.collect(new StreamRecord<>(Row.of(routeKeys[target], Row.of(sb.toString()))));
     batches.inc();
-    batchSize.update(counts[b]);
+    batchSize.update(counts[target]);
     sb.setLength(0);
-    counts[b] = 0;
+    counts[target] = 0;
   }
 }

@@ -1,0 +1,153 @@
+"""The batch engine (udfs/engine.py): batch boundaries never change a result, the engine agrees with
+the per-event reference (udfs.profile.replay_steps), erasures drop pending rows, and the keyed-state
+store of the Flink operator keeps changed profiles until the checkpoint flush."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tools.erase_user import erase_event
+from udfs.engine import MemoryStore, ProfileRow, merge_pending, process_batch, replay_batches
+from udfs.prediction import PREDICTION_FIELDS, Scores
+from udfs.profile import Event, Outcome, decode_profile, encode_profile, replay_steps
+from udfs.settings import ProfileSettings
+
+S = ProfileSettings()
+M = 60_000
+T0 = 1_511_568_000_000
+
+
+def fake_score(vectors):
+    """Deterministic stand-in for the ONNX models: the engine only routes what scoring returns."""
+    return [Scores(sum(v) % 1.0, "m-test", int(sum(v)) % 3, f"seg{int(sum(v)) % 3}", "s-test") for v in vectors]
+
+
+def stream(n=600, users=12, seed=5) -> list[Event]:
+    """Interleaved users, some events out of order (a few beyond the lateness), some copies."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for i in range(n):
+        u = f"u{rng.randrange(users)}"
+        t = T0 + i * 20_000 - rng.choice([0, 0, 0, 2 * M, 9 * M])
+        kind = rng.choice(["view", "view", "cart", "fav", "purchase"])
+        out.append(Event(f"e{i}", u, kind, f"i{rng.randrange(30)}", f"c{rng.randrange(6)}", 3.0, 1, t, None, None))
+        if rng.random() < 0.05:
+            out.append(out[-1])  # a producer retry
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 10_000])
+def test_batch_boundaries_change_nothing(batch_size):
+    events = stream()
+    ref_outcomes, ref_preds, ref_rows, ref_store = replay_batches(events, fake_score, S, batch_size=10_000)
+    outcomes, preds, rows, store = replay_batches(events, fake_score, S, batch_size=batch_size)
+    assert outcomes == ref_outcomes
+    assert preds == ref_preds
+    assert rows == ref_rows
+    assert {u: encode_profile(p) for u, p in store.profiles.items()} == \
+           {u: encode_profile(p) for u, p in ref_store.profiles.items()}
+
+
+def test_engine_agrees_with_the_per_event_reference():
+    events = stream()
+    outcomes, preds, rows, _ = replay_batches(events, fake_score, S, batch_size=50)
+    reference = list(replay_steps(events, S))
+    assert outcomes == [r.outcome for r in reference]
+    assert {Outcome.LATE, Outcome.DUPLICATE, Outcome.APPLIED} <= set(outcomes)  # the stream exercises all three
+    applied = [r for r in reference if r.outcome is Outcome.APPLIED]
+    assert [p[PREDICTION_FIELDS.index("event_id")] for p in preds] == [r.event.event_id for r in applied]
+    # the profile row of each user is the one of its last applied event
+    last = {r.event.user_id: r.event for r in applied}
+    assert {u: row.prediction["event_id"] for u, row in rows.items()} == {u: e.event_id for u, e in last.items()}
+
+
+def test_one_batch_routes_every_event_once():
+    events = stream(200)
+    r = process_batch(events, MemoryStore(), fake_score, S, scored_at=123)
+    assert len(r.outcomes) == len(events)
+    assert len(r.predictions) == r.outcomes.count(Outcome.APPLIED)
+    assert len(r.late) == r.outcomes.count(Outcome.LATE)
+    assert len(r.duplicates) == r.outcomes.count(Outcome.DUPLICATE)
+    assert all(p[PREDICTION_FIELDS.index("scored_at")] == 123 for p in r.predictions)
+
+
+def test_erasure_in_a_batch_drops_the_profile_and_its_pending_row():
+    evs = [Event(f"e{i}", "u", "view", "i", "c", None, None, T0 + i * M, None, None) for i in range(3)]
+    other = Event("o1", "v", "cart", "i", "c", None, None, T0, None, None)
+    store = MemoryStore()
+    pending: dict[str, ProfileRow] = {}
+    merge_pending(pending, process_batch([*evs, other], store, fake_score, S, 0))
+    assert set(pending) == {"u", "v"}
+    r = process_batch([erase_event("u", T0 + 10 * M)], store, fake_score, S, 0)
+    merge_pending(pending, r)
+    assert set(pending) == {"v"} and store.get("u") is None
+    assert r.outcomes == [Outcome.ERASED] and r.erasures[0][0] == "u"
+    assert r.erasures[0][1] > max(e.event_time for e in evs) * 1000  # above every write of the profile
+    # erase and new events in one batch: only what follows the erasure counts
+    r = process_batch([evs[0], erase_event("u", T0 + 20 * M),
+                       Event("n1", "u", "cart", "i", "c", None, None, T0 + 21 * M, None, None)],
+                      MemoryStore(), fake_score, S, 0)
+    assert r.profiles["u"].view["n_events"] == 1 and r.profiles["u"].view["n_cart"] == 1
+
+
+# --- the Flink operator's store, without Flink -------------------------------------------------------
+class FakeValueState:
+    """Keyed ValueState of one operator: the current key is set by ``switch``."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.key: str | None = None
+        self.writes = 0
+
+    def switch(self, user: str) -> None:
+        self.key = user
+
+    def value(self):
+        return self.data.get(self.key)
+
+    def update(self, v: str) -> None:
+        self.writes += 1
+        self.data[self.key] = v
+
+    def clear(self) -> None:
+        self.data.pop(self.key, None)
+
+
+def test_keyed_store_writes_each_changed_profile_once_per_flush_and_never_loses_one():
+    from flink_jobs.operators import KeyedProfileStore
+
+    state = FakeValueState()
+    store = KeyedProfileStore(state, state.switch, cache_size=2)  # a tiny cache: dirty entries must survive
+    events = stream(300, users=9)
+    reference_store = MemoryStore()
+    changed: set[str] = set()
+    for i in range(0, len(events), 25):
+        r = process_batch(events[i:i + 25], store, fake_score, S, 0)
+        process_batch(events[i:i + 25], reference_store, fake_score, S, 0)
+        changed |= set(r.profiles)
+        if i % 100 == 75:  # a checkpoint every 4 batches
+            assert store.flush() == len(changed)
+            changed.clear()
+    store.flush()
+    assert not store.dirty
+    decoded = {u: encode_profile(decode_profile(v.encode("latin-1"))) for u, v in state.data.items()}
+    assert decoded == {u: encode_profile(p) for u, p in reference_store.profiles.items()}
+    # fewer state writes than batches x users: one per changed user and flush
+    assert state.writes <= 9 * (len(events) // 100 + 2)
+
+
+def test_keyed_store_reads_state_after_a_restart_and_removes_on_erasure():
+    from flink_jobs.operators import KeyedProfileStore
+
+    state = FakeValueState()
+    events = stream(100, users=3)
+    first = KeyedProfileStore(state, state.switch, cache_size=10)
+    process_batch(events, first, fake_score, S, 0)
+    first.flush()
+    restarted = KeyedProfileStore(state, state.switch, cache_size=10)  # open() after a restore: empty cache
+    assert restarted.get("u0") == first.get("u0")
+    assert restarted.state_reads == 1
+    restarted.remove("u0")
+    assert "u0" not in state.data and restarted.get("u0") is None

@@ -1,0 +1,74 @@
+"""The Cassandra writes of the job as plain requests: (op, user_id, write time µs, JSON of column ->
+value). Pure Python. The job emits them to the JVM Cassandra sink (jvm/.../CassandraSink.java), which
+binds them to prepared statements; the column names come from schemas/cassandra.cql.
+
+Idempotence: a profile row is written ``USING TIMESTAMP`` = the state's version (strictly increasing
+per user, also across state expiry), a prediction row = its event time in µs, an erasure's tombstones
+= udfs.profile.erasure_timestamp. Replaying events after a restore rewrites identical cells and
+changes nothing; an older profile can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from udfs import schemas
+from udfs.engine import ProfileRow
+
+PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
+PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
+# the profile row also keeps the latest scores: these columns are copied from the prediction
+PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
+
+OP_PROFILE, OP_PREDICTION, OP_ERASE = "profile", "prediction", "erase"
+
+
+class WriteRequest(NamedTuple):
+    """One row of the Cassandra sink's input (CassandraSink.elementType(): op, user_id, write_ts, payload)."""
+
+    op: str
+    user_id: str
+    write_ts: int
+    payload: str
+
+
+def profile_columns(row: ProfileRow) -> dict[str, Any]:
+    """The profiles table's columns: the view, the features and the latest scores."""
+    values = dict(row.view)
+    values["features"] = list(row.features)
+    values.update({k: row.prediction[k] for k in PROFILE_SCORING_COLUMNS})
+    return {c: values[c] for c in PROFILE_COLUMNS}
+
+
+def prediction_columns(prediction: dict[str, Any]) -> dict[str, Any]:
+    return {c: prediction[c] for c in PREDICTION_COLUMNS}
+
+
+def prediction_write_ts(prediction: dict[str, Any]) -> int:
+    return int(prediction["event_time"]) * 1000
+
+
+def profile_request(user_id: str, row: ProfileRow) -> WriteRequest:
+    return WriteRequest(OP_PROFILE, user_id, int(row.version), _json(profile_columns(row)))
+
+
+def prediction_requests(predictions: Iterable[Sequence[Any]]) -> list[WriteRequest]:
+    """Requests for prediction rows given in prediction.avsc order."""
+    names = schemas.field_names(schemas.PREDICTION)
+    out = []
+    for values in predictions:
+        pred = dict(zip(names, values, strict=True))
+        out.append(WriteRequest(OP_PREDICTION, pred["user_id"], prediction_write_ts(pred),
+                                _json(prediction_columns(pred))))
+    return out
+
+
+def erase_request(user_id: str, write_ts: int) -> WriteRequest:
+    return WriteRequest(OP_ERASE, user_id, int(write_ts), "")
+
+
+def _json(values: dict[str, Any]) -> str:
+    # allow_nan=False: NaN is not JSON and would fail in the JVM; a NaN feature is a bug to see here
+    return json.dumps(values, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,138 @@
+"""The batch engine: one pure function that takes a batch of events and a profile store and returns
+everything the job emits for them. The Flink operator (flink_jobs/operators.py), the offline replay
+(training, parity tests) and the framework-free benchmark all call ``process_batch``, so they cannot
+drift apart.
+
+Per event, in the order given (per user, the order Kafka holds): ``udfs.profile.step`` decides
+applied / late / duplicate / erased on the user's own clock, then the features. Per batch: one
+scoring call for every applied event. Batch boundaries never change an outcome or a value: a test
+runs the same events in batches of 1, 7 and all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+from udfs import features as feats
+from udfs.prediction import PREDICTION_FIELDS, Scores, prediction_row
+from udfs.profile import Event, Outcome, Profile, erasure_timestamp, step
+from udfs.settings import ProfileSettings
+
+# Both models over a batch of feature vectors (udfs.prediction.score_batch with its models bound).
+Score = Callable[[Sequence[Sequence[float]]], list[Scores]]
+
+
+class ProfileStore(Protocol):
+    """Where profiles live between batches: a dict offline, Flink keyed state in the job."""
+
+    def get(self, user_id: str) -> Optional[Profile]: ...
+
+    def put(self, user_id: str, profile: Profile) -> None: ...
+
+    def remove(self, user_id: str) -> None: ...
+
+
+class MemoryStore:
+    """The in-memory store of the offline replay and the benchmark."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+
+    def get(self, user_id: str) -> Optional[Profile]:
+        return self.profiles.get(user_id)
+
+    def put(self, user_id: str, profile: Profile) -> None:
+        self.profiles[user_id] = profile
+
+    def remove(self, user_id: str) -> None:
+        self.profiles.pop(user_id, None)
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """What the profiles table holds for a user: the profile as of its latest applied event, with
+    that event's features and prediction. ``version`` is the Cassandra write time (µs)."""
+
+    view: dict[str, Any]
+    version: int
+    prediction: dict[str, Any]
+    features: list[float]
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)  # one per input event, in order
+    predictions: list[list[Any]] = field(default_factory=list)  # prediction.avsc order, one per applied event
+    late: list[Event] = field(default_factory=list)
+    duplicates: list[Event] = field(default_factory=list)
+    profiles: dict[str, ProfileRow] = field(default_factory=dict)  # touched users, latest row each
+    erasures: list[tuple[str, int]] = field(default_factory=list)  # (user, tombstone write time µs)
+
+
+def process_batch(
+    events: Iterable[Event],
+    store: ProfileStore,
+    score: Score,
+    settings: ProfileSettings,
+    scored_at: int,
+    emit_features: bool = False,
+) -> BatchResult:
+    """Step every event against ``store`` (which is updated), score the applied ones in one call and
+    shape the rows. ``scored_at``: epoch ms stamped on the predictions (the caller's clock)."""
+    out = BatchResult()
+    applied: list[tuple[Event, list[float], dict[str, Any], int]] = []  # (event, vector, view, version)
+    for ev in events:
+        current = store.get(ev.user_id)
+        r = step(current, ev, settings)
+        out.outcomes.append(r.outcome)
+        if r.outcome is Outcome.ERASED:
+            # rows of this user written earlier (this batch or before) sit below the tombstones
+            store.remove(ev.user_id)
+            out.profiles.pop(ev.user_id, None)
+            out.erasures.append((ev.user_id, erasure_timestamp(current, ev)))
+        elif r.outcome is Outcome.DUPLICATE:
+            out.duplicates.append(ev)
+        elif r.outcome is Outcome.LATE:
+            out.late.append(ev)
+        else:
+            p = r.state
+            vector, view = feats.vector_and_view(r.before, p, ev, settings)
+            store.put(ev.user_id, p)
+            applied.append((ev, vector, view, p.version))
+    if not applied:
+        return out
+    scores = score([a[1] for a in applied])
+    for (ev, vector, view, version), s in zip(applied, scores, strict=True):
+        values = prediction_row(ev, s, view, scored_at, vector if emit_features else [])
+        out.predictions.append(values)
+        # later events of the same user overwrite: the row is as of the user's latest applied event
+        out.profiles[ev.user_id] = ProfileRow(view, version, dict(zip(PREDICTION_FIELDS, values, strict=True)), vector)
+    return out
+
+
+def merge_pending(pending: dict[str, ProfileRow], result: BatchResult) -> None:
+    """Fold a batch's profile rows into rows not yet written (the job writes each touched profile
+    once per checkpoint, not once per batch). An erasure drops the user's pending row: the
+    tombstones written for it are above any write time the row could have."""
+    for user, _ in result.erasures:
+        pending.pop(user, None)
+    pending.update(result.profiles)
+
+
+def replay_batches(
+    events: Sequence[Event], score: Score, settings: ProfileSettings, batch_size: int = 1000,
+    store: Optional[ProfileStore] = None, scored_at: int = 0,
+) -> tuple[list[Outcome], list[list[Any]], dict[str, ProfileRow], MemoryStore | ProfileStore]:
+    """Offline replay through the engine: (outcome per event, predictions, final profile rows, store)."""
+    store = store if store is not None else MemoryStore()
+    outcomes: list[Outcome] = []
+    predictions: list[list[Any]] = []
+    pending: dict[str, ProfileRow] = {}
+    for i in range(0, len(events), batch_size):
+        r = process_batch(events[i:i + batch_size], store, score, settings, scored_at)
+        outcomes += r.outcomes
+        predictions += r.predictions
+        merge_pending(pending, r)
+    return outcomes, predictions, pending, store
