@@ -8,8 +8,6 @@ from __future__ import annotations
 import collections
 import time
 
-import pytest
-
 from flink_jobs import submit
 from flink_jobs.cassandra_store import CassandraStore
 from tools import replay
@@ -24,9 +22,8 @@ N = 3000
 HOUR = 3_600_000
 
 
-@pytest.mark.parametrize("pipeline", ["micro-batch", "per-event"])
-def test_erased_user_is_gone_everywhere_and_starts_fresh(pipeline: str) -> None:
-    with isolated(pipeline=pipeline) as cfg:
+def test_erased_user_is_gone_everywhere_and_starts_fresh() -> None:
+    with isolated() as cfg:
         events = replay.load(cfg, "taobao-head", N)
         per_user = collections.Counter(e.user_id for e in events)
         victim, bystander = [u for u, _ in per_user.most_common(2)]

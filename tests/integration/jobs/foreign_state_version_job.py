@@ -1,5 +1,6 @@
-"""A job with the profile job's source, batching, key and profile operator uid (micro-batch pipeline)
-that writes each user's profile state with a layout version byte no release reads. Restoring the
+"""A job with the profile job's source, batching, key and profile operator uid that writes each
+user's profile state (per-user keyed state, switched inside a batch like the real operator) with a
+layout version byte no release reads. Restoring the
 real job from its savepoint shows what an unreadable state does to the profile operator
 (test_reliability.py)."""
 
@@ -13,7 +14,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
 from flink_jobs import connectors, profile_job, state_guard
 from flink_jobs.config import Config
-from flink_jobs.operators import profile_map_descriptor
+from flink_jobs.operators import key_switcher, profile_state_descriptor
 from udfs.profile import STATE_VERSION, Event
 
 FOREIGN_VERSION = STATE_VERSION + 1
@@ -24,12 +25,16 @@ class WriteForeignState(KeyedProcessFunction):
         self.cfg = cfg
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.state = runtime_context.get_map_state(profile_map_descriptor(self.cfg))
+        self.state = runtime_context.get_state(profile_state_descriptor(self.cfg))
+        self.switch = key_switcher(runtime_context, self.cfg.max_parallelism)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterable[str]:  # noqa: ANN001
+        if value[0].startswith("{"):  # commit marker
+            return
         for item in json.loads(value[0]):
-            user = Event(*item[1:]).user_id
-            self.state.put(user, chr(FOREIGN_VERSION) + "\x00")  # version byte + (any) body, as latin-1
+            user = Event(*item).user_id
+            self.switch(user)
+            self.state.update(chr(FOREIGN_VERSION) + "\x00")  # version byte + (any) body, as latin-1
             yield user
 
 
@@ -39,7 +44,7 @@ def main(argv: Sequence[str]) -> None:
     cfg = Config.from_args(parser.parse_args(argv))
     env = profile_job.environment(cfg)
     batches, _dead = connectors.split_and_batch(state_guard.guard(connectors.event_source(env, cfg), cfg), cfg)
-    batches.process(WriteForeignState(cfg), output_type=Types.STRING()).name("profile").uid("profile-batched").print()
+    batches.process(WriteForeignState(cfg), output_type=Types.STRING()).name("profile").uid("profile").print()
     env.execute("profile-engine-foreign-state")
 
 
