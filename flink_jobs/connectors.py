@@ -10,6 +10,7 @@ from pyflink.common import WatermarkStrategy
 from pyflink.common.serialization import SerializationSchema
 from pyflink.common.typeinfo import TypeInformation, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors import Sink
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaRecordSerializationSchema,
@@ -137,3 +138,34 @@ def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_
     else:
         builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     return builder.build()
+
+
+def cassandra_sink(cfg: Config) -> Sink:
+    """The JVM Cassandra sink (jvm/.../CassandraSink.java) for the profile operator's write requests
+    (udfs.cassandra_rows): prepared idempotent upserts, token- and DC-aware, bounded in flight, all
+    acknowledged before each checkpoint completes. Columns come from schemas/cassandra.cql; the
+    password stays a reference (file path or env:NAME) resolved on the TaskManager."""
+    from udfs.cassandra_rows import PREDICTION_COLUMNS, PROFILE_COLUMNS
+
+    gateway = get_gateway()
+    glue = _glue()
+
+    def java_list(values: list[str]) -> Any:
+        out = gateway.jvm.java.util.ArrayList()
+        for v in values:
+            out.add(v)
+        return out
+
+    settings = glue.CassandraSinkSettings(
+        cfg.cassandra_hosts, cfg.cassandra_port, cfg.cassandra_local_dc, cfg.cassandra_keyspace,
+        java_list(PROFILE_COLUMNS), java_list(PREDICTION_COLUMNS),
+    ).withConsistency(cfg.cassandra_consistency, cfg.cassandra_prediction_consistency) \
+        .withMaxInFlight(cfg.cassandra_max_in_flight)
+    if cfg.cassandra_username:
+        ref = cfg.cassandra_password_file
+        if not ref.startswith("env:"):
+            ref = str(cfg.path(ref))  # the TaskManager's working directory is not the repository
+        settings = settings.withCredentials(cfg.cassandra_username, ref)
+    if cfg.cassandra_ssl_ca_file:
+        settings = settings.withTls(str(cfg.path(cfg.cassandra_ssl_ca_file)), cfg.cassandra_ssl_check_hostname)
+    return Sink(glue.CassandraSink(settings))

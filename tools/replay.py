@@ -45,9 +45,12 @@ def publish(
     progress: bool = True,
     total: Optional[int] = None,
     raw: Iterable[tuple[Optional[bytes], bytes]] = (),
+    partition: Optional[int] = None,
 ) -> dict[str, float]:
     """Produce events (and optional raw (key, value) records, e.g. deliberately broken ones) to the
-    events topic; waits until the broker acknowledged all. Returns counts and the achieved rate."""
+    events topic; waits until the broker acknowledged all. Returns counts and the achieved rate.
+    ``partition``: every record to this partition instead of the key's (tests of empty partitions)."""
+    where = {} if partition is None else {"partition": partition}
     codec = AvroCodec(schemas.EVENT)
     p = producer(cfg)
     errors: list[str] = []
@@ -63,7 +66,7 @@ def publish(
         value = codec.encode(ev._asdict())
         while True:
             try:
-                p.produce(cfg.topic_events, key=ev.user_id.encode(), value=value, on_delivery=on_delivery)
+                p.produce(cfg.topic_events, key=ev.user_id.encode(), value=value, on_delivery=on_delivery, **where)
                 break
             except BufferError:  # local queue full: let the client drain it
                 p.poll(0.05)

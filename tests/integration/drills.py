@@ -156,6 +156,8 @@ class Expected:
     final_vector: dict[str, list[float]]
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     erased: set[str] = field(default_factory=set)  # ids of applied events whose user was erased later
+    late: collections.Counter = field(default_factory=collections.Counter)  # event id -> times late
+    duplicates: collections.Counter = field(default_factory=collections.Counter)  # event id -> copies
 
 
 def offline(cfg: Config, published: Sequence[Event]) -> Expected:
@@ -163,9 +165,15 @@ def offline(cfg: Config, published: Sequence[Event]) -> Expected:
     applied, vectors, views = [], {}, {}
     final_view, final_vector = {}, {}
     outcomes: collections.Counter = collections.Counter()
+    late: collections.Counter = collections.Counter()
+    duplicates: collections.Counter = collections.Counter()
     erased: set[str] = set()
     for r in replay_steps(published, settings):
         outcomes[r.outcome] += 1
+        if r.outcome is Outcome.LATE:
+            late[r.event.event_id] += 1
+        elif r.outcome is Outcome.DUPLICATE:
+            duplicates[r.event.event_id] += 1
         if r.outcome is Outcome.ERASED:
             final_view.pop(r.event.user_id, None)
             final_vector.pop(r.event.user_id, None)
@@ -180,7 +188,7 @@ def offline(cfg: Config, published: Sequence[Event]) -> Expected:
     x = np.asarray([vectors[e.event_id] for e in applied], dtype=np.float32)
     scores = OnnxScorer(str(cfg.model_file), provider="cpu").score(x)
     return Expected(applied, {e.event_id: float(s) for e, s in zip(applied, scores, strict=True)}, vectors,
-                    views, final_view, final_vector, outcomes, erased)
+                    views, final_view, final_vector, outcomes, erased, late, duplicates)
 
 
 def decode(msgs: Sequence[Any], avsc: str) -> list[dict[str, Any]]:
@@ -252,6 +260,20 @@ def assert_cassandra_exact(cfg: Config, expected: Expected) -> None:
         )
     finally:
         store.close()
+
+
+def assert_routed_like_replay(expected: Expected, dead: Sequence[dict], late: Sequence[dict]) -> None:
+    """Event by event: what the job sent to the late topic and (as duplicates) to the DLQ is exactly
+    what the offline replay says is late or a duplicate. Lateness must not depend on timing."""
+    codec = AvroCodec(schemas.EVENT)
+    got_dupes = collections.Counter(codec.decode(d["payload"])["event_id"] for d in dead
+                                    if d["reason"] == "duplicate_event")
+    got_late = collections.Counter(e["event_id"] for e in late)
+    wrong_late = (got_late - expected.late) + (expected.late - got_late)
+    assert not wrong_late, (f"late topic differs from the replay for {sum(wrong_late.values())} events "
+                            f"(job {sum(got_late.values())}, replay {sum(expected.late.values())}), "
+                            f"e.g. {sorted(wrong_late)[:5]}")
+    assert got_dupes == expected.duplicates, (sum(got_dupes.values()), sum(expected.duplicates.values()))
 
 
 def tm_log_lines(cfg: Config, needle: str) -> int:
