@@ -123,15 +123,16 @@ def merge_pending(pending: dict[str, ProfileRow], result: BatchResult) -> None:
 
 def replay_batches(
     events: Sequence[Event], score: Score, settings: ProfileSettings, batch_size: int = 1000,
-    store: Optional[ProfileStore] = None, scored_at: int = 0,
+    store: Optional[ProfileStore] = None, scored_at: int = 0, emit_features: bool = False,
 ) -> tuple[list[Outcome], list[list[Any]], dict[str, ProfileRow], MemoryStore | ProfileStore]:
-    """Offline replay through the engine: (outcome per event, predictions, final profile rows, store)."""
+    """Offline replay through the engine: (outcome per event, predictions, final profile rows, store).
+    The final rows are the ones the job's profiles table ends with (erased users have none)."""
     store = store if store is not None else MemoryStore()
     outcomes: list[Outcome] = []
     predictions: list[list[Any]] = []
     pending: dict[str, ProfileRow] = {}
     for i in range(0, len(events), batch_size):
-        r = process_batch(events[i:i + batch_size], store, score, settings, scored_at)
+        r = process_batch(events[i:i + batch_size], store, score, settings, scored_at, emit_features)
         outcomes += r.outcomes
         predictions += r.predictions
         merge_pending(pending, r)

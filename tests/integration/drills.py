@@ -4,6 +4,7 @@ stack's deploy scripts, Flink REST probes, and the exact end-state check against
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import subprocess
 import threading
@@ -22,8 +23,9 @@ from flink_jobs.cassandra_store import CassandraStore
 from flink_jobs.config import ROOT, Config
 from tools.kafka_io import AvroCodec, collect, consumer, end_offsets
 from udfs import schemas
-from udfs.features import feature_vector
-from udfs.profile import Event, Outcome, profile_view, replay_steps
+from udfs.engine import replay_batches
+from udfs.prediction import PREDICTION_FIELDS, score_batch
+from udfs.profile import Event, Outcome
 from udfs.scorer import OnnxScorer
 from udfs.segmenter import OnnxSegmenter
 
@@ -151,7 +153,7 @@ class Expected:
     applied: list[Event]
     scores: dict[str, float]
     vectors: dict[str, list[float]]
-    views: dict[str, dict[str, Any]]  # event_id -> profile view after it
+    views: dict[str, dict[str, Any]]  # event_id -> the tags (lifecycle, value_tier) after it
     final_view: dict[str, dict[str, Any]]  # user -> profile view after the user's last event
     final_vector: dict[str, list[float]]
     outcomes: collections.Counter = field(default_factory=collections.Counter)
@@ -161,34 +163,35 @@ class Expected:
 
 
 def offline(cfg: Config, published: Sequence[Event]) -> Expected:
-    settings = cfg.profile_settings()
-    applied, vectors, views = [], {}, {}
-    final_view, final_vector = {}, {}
-    outcomes: collections.Counter = collections.Counter()
+    """The offline replay through the job's own batch engine (udfs.engine), with the real models."""
+    scorer = OnnxScorer(str(cfg.model_file), provider="cpu")
+    segmenter = OnnxSegmenter(str(cfg.segments_file), provider="cpu")
+    outcomes_list, preds, rows, _ = replay_batches(
+        list(published), functools.partial(score_batch, scorer, segmenter), cfg.profile_settings(),
+        emit_features=True)
+    by_id = {p["event_id"]: p for p in (dict(zip(PREDICTION_FIELDS, v, strict=True)) for v in preds)}
+    applied, outcomes = [], collections.Counter(outcomes_list)
     late: collections.Counter = collections.Counter()
     duplicates: collections.Counter = collections.Counter()
     erased: set[str] = set()
-    for r in replay_steps(published, settings):
-        outcomes[r.outcome] += 1
-        if r.outcome is Outcome.LATE:
-            late[r.event.event_id] += 1
-        elif r.outcome is Outcome.DUPLICATE:
-            duplicates[r.event.event_id] += 1
-        if r.outcome is Outcome.ERASED:
-            final_view.pop(r.event.user_id, None)
-            final_vector.pop(r.event.user_id, None)
-            erased |= {e.event_id for e in applied if e.user_id == r.event.user_id}
-        if r.outcome is Outcome.APPLIED:
-            ev = r.event
-            vec = feature_vector(r.before, r.state, ev, settings)
-            view = profile_view(r.state, settings)
+    for ev, outcome in zip(published, outcomes_list, strict=True):
+        if outcome is Outcome.APPLIED:
             applied.append(ev)
-            vectors[ev.event_id], views[ev.event_id] = vec, view
-            final_view[ev.user_id], final_vector[ev.user_id] = view, vec
-    x = np.asarray([vectors[e.event_id] for e in applied], dtype=np.float32)
-    scores = OnnxScorer(str(cfg.model_file), provider="cpu").score(x)
-    return Expected(applied, {e.event_id: float(s) for e, s in zip(applied, scores, strict=True)}, vectors,
-                    views, final_view, final_vector, outcomes, erased, late, duplicates)
+        elif outcome is Outcome.LATE:
+            late[ev.event_id] += 1
+        elif outcome is Outcome.DUPLICATE:
+            duplicates[ev.event_id] += 1
+        elif outcome is Outcome.ERASED:
+            erased |= {e.event_id for e in applied if e.user_id == ev.user_id}
+    return Expected(
+        applied,
+        scores={i: p["score"] for i, p in by_id.items()},
+        vectors={i: list(p["features"]) for i, p in by_id.items()},
+        views={i: {"lifecycle": p["lifecycle"], "value_tier": p["value_tier"]} for i, p in by_id.items()},
+        final_view={u: r.view for u, r in rows.items()},
+        final_vector={u: list(r.features) for u, r in rows.items()},
+        outcomes=outcomes, erased=erased, late=late, duplicates=duplicates,
+    )
 
 
 def decode(msgs: Sequence[Any], avsc: str) -> list[dict[str, Any]]:

@@ -116,6 +116,15 @@ def kill_and_replace_taskmanager(cfg: Config, job_id: str) -> None:
     assert drills.restored_checkpoint(cfg, job_id) is not None, "the job did not restore from a checkpoint"
 
 
+def ensure_slots(cfg: Config, n: int) -> None:
+    """Start TaskManagers until the cluster has ``n`` slots, as a cluster scaled out would have them."""
+    for _ in range(4):
+        if submit.rest(cfg, "/overview")["slots-total"] >= n:
+            return
+        drills.deploy("flink.sh", "start-tm")
+    raise AssertionError(f"fewer than {n} task slots after starting TaskManagers")
+
+
 def test_a_burst_into_an_idle_fresh_job_is_routed_like_the_replay(history):
     with traffic_cfg() as cfg:
         out, drain_s = idle_then_burst(cfg, history)
@@ -180,11 +189,8 @@ def test_rescale_1_2_4_1_with_savepoints_while_events_stream_in(history):
     fixed rate; the state (one keyed entry per user) follows its key groups to the new subtasks."""
     events = history[:24_000]
     steps = [1, 2, 4, 1]
-    # four subtasks need four slots: a second TaskManager, as a cluster scaled out would have
-    overview = submit.rest(Config.from_env(), "/overview")
-    if overview["slots-total"] < max(steps):
-        drills.deploy("flink.sh", "start-tm")
     with traffic_cfg() as cfg:
+        ensure_slots(cfg, max(steps))
         out = Outputs(cfg)
         done = threading.Event()
         errors: list[BaseException] = []
@@ -205,6 +211,7 @@ def test_rescale_1_2_4_1_with_savepoints_while_events_stream_in(history):
         try:
             for nxt in steps[1:]:
                 time.sleep(8)
+                ensure_slots(cfg, nxt)
                 t0 = time.monotonic()
                 savepoint = submit.stop_with_savepoint(cfg, job_id)
                 cfg_p = dataclasses.replace(cfg, parallelism=nxt)
