@@ -40,7 +40,7 @@ train: venv ## retrain the model (writes artifacts/: ONNX, model card, plots)
 	$(PY) -m model_export.train
 
 submit: up model ## (re)submit the profile job to the local cluster
-	$(PY) -m flink_jobs.submit --replace
+	$(PY) -m flink_jobs.submit start --replace
 
 demo: ## ONE COMMAND: set up, start the stack, train, submit the job, replay real data, show results
 	bash deploy/demo.sh
