@@ -69,9 +69,9 @@ def test_a_lone_clone_loads_every_dataset(tmp_path: Path) -> None:
         "from flink_jobs.config import Config\n"
         "from tools.replay import load\n"
         "cfg = Config()\n"
-        "assert str(cfg.taobao_dir).startswith(%r), cfg.taobao_dir\n"
+        f"assert str(cfg.taobao_dir).startswith({str(clone)!r}), cfg.taobao_dir\n"
         "print(len(load(cfg, 'taobao-head')), len(load(cfg, 'taobao-slice')), len(load(cfg, 'online-retail')))\n"
-    ) % str(clone)
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=clone, check=True, capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(clone)})
     head, slice_, retail = map(int, out.stdout.split())
