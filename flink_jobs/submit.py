@@ -3,6 +3,7 @@
     python -m flink_jobs.submit start [--replace] [--from-savepoint PATH]   # also: no command = start
     python -m flink_jobs.submit stop [--savepoint] [--job-id ID]
     python -m flink_jobs.submit rescale N [--job-id ID]                    # savepoint, restart at N
+    python -m flink_jobs.submit status [--job-id ID]                       # state, counters, last exception
 
 Each command prints the job id, the savepoint path (stop --savepoint, rescale) and the web UI link as
 `key: value` lines on stdout. Config flags are passed through to the job, so the job runs with exactly
@@ -235,7 +236,23 @@ def _print(result: dict[str, str]) -> None:
         print(f"{key + ':':{width}} {value}")
 
 
-COMMANDS = ("start", "stop", "rescale")
+def status(cfg: Config, job_id: Optional[str] = None) -> dict[str, str]:
+    """The job's state, parallelism, link, its own counters (group profile_engine) and, when it has
+    failed or restarted, the first line of the latest exception."""
+    jid = the_job(cfg, job_id)
+    state = job_state(cfg, jid)
+    running = state in ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING")
+    out = {"job id": jid, "state": state, "parallelism": str(job_parallelism(cfg, jid)),
+           "web UI": cfg.job_url(jid, running=running)}
+    if running:
+        out.update({f"metric {k}": f"{v:g}" for k, v in sorted(job_metrics(cfg, jid).items())})
+    entries = rest(cfg, f"/jobs/{jid}/exceptions").get("exceptionHistory", {}).get("entries", [])
+    if entries:
+        out["last exception"] = str(entries[0]["stacktrace"]).split("\n")[0]  # the full one: the web UI
+    return out
+
+
+COMMANDS = ("start", "stop", "rescale", "status")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flink_jobs.submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,stop,rescale}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,stop,rescale,status}")
     start_p = commands.add_parser("start", help="submit the job (detached) and wait until all its tasks run")
     start_p.add_argument("--replace", action="store_true",
                          help="cancel running profile-engine jobs first (no savepoint)")
@@ -260,9 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rescale_p.add_argument("target_parallelism", type=int, metavar="N",
                            help="the new parallelism (wins over --parallelism)")
     rescale_p.add_argument("--job-id", default=None, help="default: the one running profile-engine job")
+    status_p = commands.add_parser("status", help="state, parallelism, the job's counters, the latest exception")
+    status_p.add_argument("--job-id", default=None, help="default: the one running profile-engine job")
     # stop needs the cluster and where savepoints go; start and rescale submit, so they take all the job's settings
-    groups = {"start": JOB_GROUPS, "stop": ("flink", "paths"), "rescale": JOB_GROUPS}
-    sub = {"start": start_p, "stop": stop_p, "rescale": rescale_p}
+    groups = {"start": JOB_GROUPS, "stop": ("flink", "paths"), "rescale": JOB_GROUPS, "status": ("flink",)}
+    sub = {"start": start_p, "stop": stop_p, "rescale": rescale_p, "status": status_p}
     for name, p in sub.items():
         p.usage = p.format_usage().strip().removeprefix("usage: ") + " [--config FILE] [config options]"
         Config.add_arguments(p, groups[name])
@@ -293,8 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = {"job id": job_id, "savepoint": "none (cancelled; the last checkpoint is retained under "
                           f"{cfg.run_path / 'flink' / 'checkpoints' / job_id})"}
             result.update({"state": job_state(cfg, job_id), "web UI": cfg.job_url(job_id, running=False)})
-        else:
+        elif args.command == "rescale":
             result = rescale(cfg, args.target_parallelism, args.job_id)
+        else:
+            result = status(cfg, args.job_id)
     except (OperationError, ConfigError) as exc:
         print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,19 @@ def test_rescale_restarts_from_a_savepoint_at_the_new_parallelism(cfg, config_fi
     # exactly one prediction per event over all three jobs, and profiles as if nothing had stopped
     preds = predictions(cfg, 3 * PART)
     assert_exact(cfg, offline(cfg, state["published"]), preds)
+
+
+def test_status_prints_state_parallelism_and_counters(cfg, config_file, state):
+    deadline = time.monotonic() + 60
+    while True:
+        out = printed(run("flink_jobs.submit", "status", "--job-id", state["job"], "--config", str(config_file)))
+        # the counters restart with each job: the rescaled one applied the last part (the REST API's
+        # metric values trail by a few seconds)
+        if float(out.get("metric events_applied", -1)) == PART or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert out["job id"] == state["job"] and out["state"] == "RUNNING" and out["parallelism"] == "2"
+    assert float(out["metric events_applied"]) == PART, out
 
 
 def test_rescale_beyond_the_cluster_is_refused_before_stopping(cfg, config_file, state):
