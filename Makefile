@@ -4,7 +4,11 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 GLUE_JAR := jvm/target/profile-engine-glue-0.1.0.jar
-RUN := $(shell python3 -m flink_jobs.config --shell | sed -n 's/^export PE_RUN_PATH=//p')
+# a config file (PE_CONFIG_FILE) needs PyYAML: the venv's python once it exists
+CONF_PY := $(if $(and $(PE_CONFIG_FILE),$(wildcard $(PY))),$(PY),python3)
+RUN := $(shell $(CONF_PY) -m flink_jobs.config --shell | sed -n 's/^export PE_RUN_PATH=//p')
+# an invalid configuration leaves RUN empty: never let `rm` run on paths under /
+NEED_RUN = @test -n "$(RUN)" || { echo "the configuration is invalid: $(CONF_PY) -m flink_jobs.config --check" >&2; exit 1; }
 PYTEST_ARGS ?=
 
 help: ## list the targets
@@ -19,6 +23,7 @@ $(VENV_STAMP): requirements.txt requirements.lock pyproject.toml
 
 jars: $(RUN)/lib/flink/.built ## build the JVM glue and fetch the Kafka connector (mvn, cached in ~/.m2)
 $(RUN)/lib/flink/.built: jvm/pom.xml $(shell find jvm/src -name '*.java')
+	$(NEED_RUN)
 	cd jvm && mvn -q -B package
 	mkdir -p $(RUN)/lib/flink && rm -f $(RUN)/lib/flink/*.jar
 	cp $(GLUE_JAR) jvm/target/lib/*.jar $(RUN)/lib/flink/
@@ -31,7 +36,11 @@ down: ## stop everything the stack started (data stays in the run dir)
 	bash deploy/stack.sh down
 
 clean: down ## stop and delete all runtime state (.run, artifacts)
+	$(NEED_RUN)
 	rm -rf $(RUN) artifacts
+
+monitor: up ## start Prometheus on the stack's address (:9090; installs Debian's package as root if missing)
+	bash deploy/prometheus.sh start
 
 model: venv ## train, evaluate and export the ONNX model if none is present
 	$(PY) -m model_export.train --if-missing
@@ -40,7 +49,7 @@ train: venv ## retrain the model (writes artifacts/: ONNX, model card, plots)
 	$(PY) -m model_export.train
 
 submit: up model ## (re)submit the profile job to the local cluster
-	$(PY) -m flink_jobs.submit --replace
+	$(PY) -m flink_jobs.submit start --replace
 
 demo: ## ONE COMMAND: set up, start the stack, train, submit the job, replay real data, show results
 	bash deploy/demo.sh
@@ -57,4 +66,4 @@ unit: venv ## unit tests only (no servers)
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-.PHONY: help venv jars up down clean model train submit demo test bench unit lint
+.PHONY: help venv jars up down clean monitor model train submit demo test bench unit lint

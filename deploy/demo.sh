@@ -8,7 +8,8 @@ t0=$SECONDS
 make -s venv jars
 bash deploy/stack.sh up
 .venv/bin/python -m model_export.train --if-missing
-job_id="$(.venv/bin/python -m flink_jobs.submit --replace)"
+job_id="$(.venv/bin/python -m flink_jobs.submit start --replace | sed -n 's/^job id: *//p')"
+[[ -n "$job_id" ]] || { echo "demo: the job did not start" >&2; exit 1; }
 replay_args=(--dataset "${DEMO_DATASET:-taobao-head}")
 [[ -n "${DEMO_LIMIT:-}" ]] && replay_args+=(--limit "$DEMO_LIMIT")
 [[ -n "${DEMO_RATE:-}" ]] && replay_args+=(--rate "$DEMO_RATE")

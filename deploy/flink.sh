@@ -48,9 +48,32 @@ render() {
 }
 
 # Thread mode imports the job's Python modules once per TaskManager process and keeps them, so a
-# TaskManager started before a code change would run the old code: fingerprint what it runs.
+# TaskManager started before a code change would run the old code: fingerprint what it runs, and the
+# cluster config it would render now (a changed setting, e.g. PE_METRICS_PORT, needs a restart too).
 code_hash() {
-    (cd "$PE_ROOT" && cat flink_jobs/*.py udfs/*.py schemas/* deploy/taskmanager_python/*.py | sha256sum | cut -c1-16)
+    {
+        cd "$PE_ROOT" && cat flink_jobs/*.py udfs/*.py schemas/* deploy/taskmanager_python/*.py
+        "$PE_VENV_PYTHON" "$PE_ROOT/deploy/render.py" "$PE_ROOT/deploy/conf/flink/config.yaml.template" /dev/stdout
+    } | sha256sum | cut -c1-16
+}
+
+# TaskManagers' Prometheus reporter ports: the 8 after the JobManager's (PE_METRICS_PORT); each
+# TaskManager takes the first free one, so a replacement (start-tm) finds one too.
+tm_metrics_ports() {
+    printf '%s-%s' "$((PE_METRICS_PORT + 1))" "$((PE_METRICS_PORT + 8))"
+}
+
+# The reporter binds the wildcard address: a listener on its port on any address (e.g. another stack's
+# JobManager) makes it fail, and Flink then runs on without metrics. Refuse to start instead.
+check_metrics_port() {
+    local busy
+    if command -v ss >/dev/null; then
+        busy="$(ss -Hltn "sport = :$PE_METRICS_PORT" 2>/dev/null | head -1)"
+    elif port_open 127.0.0.1 "$PE_METRICS_PORT" || port_open "$PE_FLINK_REST_HOST" "$PE_METRICS_PORT"; then
+        busy="in use"
+    fi
+    [[ -z "$busy" ]] || die "port $PE_METRICS_PORT (PE_METRICS_PORT, the Flink Prometheus reporter) is in use ($busy);" \
+        "the reporter binds every address: give this stack another PE_METRICS_PORT (e.g. $((PE_METRICS_PORT + 100)))"
 }
 
 # Thread mode embeds CPython (pemja) in the TaskManager JVM. It starts from the base interpreter
@@ -58,7 +81,7 @@ code_hash() {
 # sitecustomize in deploy/taskmanager_python preloads native extensions (see its docstring).
 launch_tm() {
     PYTHONPATH="$PE_ROOT/deploy/taskmanager_python:$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-        "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+        "$FLINK_HOME/bin/taskmanager.sh" start -D "metrics.reporter.prom.port=$(tm_metrics_ports)" >/dev/null
 }
 
 # Pids of this cluster's live TaskManagers (from Flink's pid file, checked against the config dir so
@@ -122,6 +145,7 @@ start() {
         log "a half-alive cluster is around (e.g. a TaskManager died); restarting Flink"
         stop
     fi
+    check_metrics_port
     render
     log "starting JobManager + TaskManager (FLINK_HOME=$FLINK_HOME)"
     # start-cluster.sh would ssh to the workers; start both daemons directly instead.
@@ -137,7 +161,7 @@ start() {
         sleep 1
     done
     code_hash >"$PE_RUN_PATH/flink/code.sha"
-    log "healthy: web UI at $PE_FLINK_REST_URL"
+    log "healthy: web UI at $PE_FLINK_REST_URL, metrics at http://$PE_FLINK_REST_HOST:$PE_METRICS_PORT/metrics (JobManager)"
 }
 
 stop() {

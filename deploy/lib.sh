@@ -30,9 +30,13 @@ die() {
 
 # Export the PE_* variables of the project configuration (environment overrides apply).
 pe_config() {
-    local out
-    out="$(cd "$PE_ROOT" && python3 -m flink_jobs.config --shell)" \
-        || die "python3 -m flink_jobs.config --shell failed"
+    local out py=python3
+    # a config file (PE_CONFIG_FILE) needs PyYAML, which the venv has and a bare python3 may not
+    if [[ -n "${PE_CONFIG_FILE:-}" && -x "$PE_VENV_PYTHON" ]]; then
+        py="$PE_VENV_PYTHON"
+    fi
+    out="$(cd "$PE_ROOT" && "$py" -m flink_jobs.config --shell)" \
+        || die "the configuration is invalid (the lines above say why; check: python3 -m flink_jobs.config --check)"
     eval "$out"
     [[ "${PE_RUN_PATH:-}" == /* ]] || die "PE_RUN_PATH is not an absolute path: '${PE_RUN_PATH:-}'"
 }

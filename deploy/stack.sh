@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole local stack: Kafka (KRaft), Cassandra and the Flink session cluster, all on loopback,
-# all state under the run dir; then the topics and tables of schemas/.
+# all state under the run dir; then the topics and tables of schemas/. With PE_PROMETHEUS=1 also a
+# Prometheus scraping Flink with the alert rules (deploy/prometheus.sh; `make monitor` does the same).
 #
 #   deploy/stack.sh up | down | status
 set -euo pipefail
@@ -19,11 +20,15 @@ up() {
     bash "$here/flink.sh" start
     wait "$cass" || die "Cassandra did not start (bash deploy/cassandra.sh logs)"
     (cd "$PE_ROOT" && "$PE_VENV_PYTHON" -m tools.setup_stack)
+    if [[ "${PE_PROMETHEUS:-0}" == 1 ]]; then
+        bash "$here/prometheus.sh" start
+    fi
     log "stack up in $((SECONDS - t0)) s: Kafka $PE_KAFKA_BOOTSTRAP, Cassandra $PE_CASSANDRA_HOSTS:$PE_CASSANDRA_PORT, Flink UI $PE_FLINK_REST_URL"
 }
 
 down() {
     local rc=0
+    bash "$here/prometheus.sh" stop || rc=1
     bash "$here/flink.sh" stop || rc=1
     bash "$here/kafka.sh" stop || rc=1
     bash "$here/cassandra.sh" stop || rc=1
@@ -35,6 +40,8 @@ status() {
     bash "$here/kafka.sh" status || rc=1
     bash "$here/cassandra.sh" status || rc=1
     bash "$here/flink.sh" status || rc=1
+    # optional: reported, never a failure
+    bash "$here/prometheus.sh" status || true
     return $rc
 }
 

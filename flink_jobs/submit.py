@@ -1,26 +1,34 @@
-"""Submit the profile job to the Flink cluster with the `flink` CLI, and manage it over REST.
+"""Run the profile job on the Flink cluster: submit it with the `flink` CLI, manage it over REST.
 
-    python -m flink_jobs.submit [--replace] [config flags]   # prints the JobID
+    python -m flink_jobs.submit start [--replace] [--from-savepoint PATH]   # also: no command = start
+    python -m flink_jobs.submit stop [--savepoint] [--job-id ID]
+    python -m flink_jobs.submit rescale N [--job-id ID]                    # savepoint, restart at N
+    python -m flink_jobs.submit status [--job-id ID]                       # state, counters, last exception
 
-Config flags are passed through to the job, so the job runs with exactly this configuration.
+Each command prints the job id, the savepoint path (stop --savepoint, rescale) and the web UI link as
+`key: value` lines on stdout. Config flags are passed through to the job, so the job runs with exactly
+this configuration: give `start --from-savepoint` and `rescale` the settings the job ran with
+(flags, PE_* environment or --config file), changing only what may change across a savepoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
-from flink_jobs.config import ROOT, Config
+from flink_jobs.config import JOB_GROUPS, ROOT, Config, ConfigError
 
 JOB_MODULE = ROOT / "flink_jobs" / "profile_job.py"
 
@@ -172,15 +180,150 @@ def stop_with_savepoint(cfg: Config, job_id: str, timeout_s: float = 180.0) -> s
         time.sleep(0.5)
 
 
+def cluster_slots(cfg: Config) -> int:
+    """Task slots of all registered TaskManagers."""
+    return int(rest(cfg, "/overview")["slots-total"])
+
+
+def job_parallelism(cfg: Config, job_id: str) -> int:
+    return max(v["parallelism"] for v in rest(cfg, f"/jobs/{job_id}")["vertices"])
+
+
+class OperationError(RuntimeError):
+    """An operation was refused before it changed anything (no job, several jobs, too few slots)."""
+
+
+def the_job(cfg: Config, job_id: Optional[str]) -> str:
+    """``job_id``, or the one running profile-engine job."""
+    if job_id:
+        return job_id
+    found = running_jobs(cfg)
+    if len(found) != 1:
+        what = f"{len(found)} profile-engine jobs run ({', '.join(found)})" if found else "no profile-engine job runs"
+        raise OperationError(f"{what} on {cfg.flink_rest_url}; name one with --job-id")
+    return found[0]
+
+
+def rescale(cfg: Config, parallelism: int, job_id: Optional[str] = None) -> dict[str, str]:
+    """Stop the job with a savepoint and start it again from there at ``parallelism`` (keyed state is
+    redistributed by key group). Refuses before stopping anything when the cluster has too few slots
+    or ``parallelism`` is not valid for ``cfg`` (e.g. above max_parallelism). If the restart fails,
+    the savepoint stays and the error says how to start from it."""
+    target = dataclasses.replace(cfg, parallelism=parallelism)  # validates: ConfigError before any change
+    jid = the_job(cfg, job_id)
+    slots = cluster_slots(cfg)
+    if parallelism > slots:
+        raise OperationError(
+            f"parallelism {parallelism} needs {parallelism} task slots, the cluster has {slots}: add TaskManagers "
+            "(local stack: PE_TASKMANAGER_SLOTS, then restart Flink) first"
+        )
+    before = job_parallelism(cfg, jid)
+    savepoint = stop_with_savepoint(cfg, jid)
+    try:
+        new = submit(target, savepoint=savepoint)
+    except Exception as exc:
+        raise RuntimeError(
+            f"job {jid} stopped with savepoint {savepoint}, but the restart at parallelism {parallelism} failed; "
+            f"start it with: python -m flink_jobs.submit start --from-savepoint {savepoint}\n{exc}"
+        ) from exc
+    return {"stopped job": jid, "savepoint": savepoint, "job id": new,
+            "parallelism": f"{before} -> {job_parallelism(cfg, new)}", "web UI": cfg.job_url(new)}
+
+
+def _print(result: dict[str, str]) -> None:
+    width = max(len(k) for k in result) + 1
+    for key, value in result.items():
+        print(f"{key + ':':{width}} {value}")
+
+
+def status(cfg: Config, job_id: Optional[str] = None) -> dict[str, str]:
+    """The job's state, parallelism, link, its own counters (group profile_engine) and, when it has
+    failed or restarted, the first line of the latest exception."""
+    jid = the_job(cfg, job_id)
+    state = job_state(cfg, jid)
+    running = state in ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING")
+    out = {"job id": jid, "state": state, "parallelism": str(job_parallelism(cfg, jid)),
+           "web UI": cfg.job_url(jid, running=running)}
+    if running:
+        out.update({f"metric {k}": f"{v:g}" for k, v in sorted(job_metrics(cfg, jid).items())})
+    entries = rest(cfg, f"/jobs/{jid}/exceptions").get("exceptionHistory", {}).get("entries", [])
+    if entries:
+        out["last exception"] = str(entries[0]["stacktrace"]).split("\n")[0]  # the full one: the web UI
+    return out
+
+
+COMMANDS = ("start", "stop", "rescale", "status")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replace", action="store_true", help="cancel running profile-engine jobs first")
-    Config.add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `python -m flink_jobs.submit [--replace] [flags]` (Makefile, older runbooks) means start
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "start")
+    parser = argparse.ArgumentParser(
+        prog="python -m flink_jobs.submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,stop,rescale,status}")
+    start_p = commands.add_parser("start", help="submit the job (detached) and wait until all its tasks run")
+    start_p.add_argument("--replace", action="store_true",
+                         help="cancel running profile-engine jobs first (no savepoint)")
+    start_p.add_argument("--from-savepoint", metavar="PATH", default=None,
+                         help="restore this savepoint or retained checkpoint (never with allowNonRestoredState)")
+    stop_p = commands.add_parser("stop", help="stop the job; with --savepoint its state is kept for a later start")
+    stop_p.add_argument("--savepoint", action="store_true",
+                        help="stop with a canonical savepoint (else cancel: the last retained checkpoint stays)")
+    stop_p.add_argument("--job-id", default=None, help="default: the one running profile-engine job")
+    rescale_p = commands.add_parser("rescale", help="stop with a savepoint, start from it at parallelism N")
+    rescale_p.add_argument("target_parallelism", type=int, metavar="N",
+                           help="the new parallelism (wins over --parallelism)")
+    rescale_p.add_argument("--job-id", default=None, help="default: the one running profile-engine job")
+    status_p = commands.add_parser("status", help="state, parallelism, the job's counters, the latest exception")
+    status_p.add_argument("--job-id", default=None, help="default: the one running profile-engine job")
+    # stop needs the cluster and where savepoints go; start and rescale submit, so they take all the job's settings
+    groups = {"start": JOB_GROUPS, "stop": ("flink", "paths"), "rescale": JOB_GROUPS, "status": ("flink",)}
+    sub = {"start": start_p, "stop": stop_p, "rescale": rescale_p, "status": status_p}
+    for name, p in sub.items():
+        p.usage = p.format_usage().strip().removeprefix("usage: ") + " [--config FILE] [config options]"
+        Config.add_arguments(p, groups[name])
     args = parser.parse_args(argv)
-    cfg = Config.from_args(args)
-    job_id = submit(cfg, replace=args.replace)
-    print(job_id)
-    print(f"job {job_id} running: {cfg.flink_rest_url}/#/job/running/{job_id}/overview", file=sys.stderr)
+    sub = sub[args.command]
+    try:
+        cfg = Config.from_args(args)
+    except ConfigError as exc:
+        sub.error(str(exc))
+    try:
+        if args.command == "start":
+            if not args.replace and running_jobs(cfg):
+                raise OperationError(
+                    f"a profile-engine job already runs ({', '.join(running_jobs(cfg))}): stop it first "
+                    "(stop --savepoint keeps its state) or start with --replace"
+                )
+            job_id = submit(cfg, replace=args.replace, savepoint=args.from_savepoint)
+            result = {"job id": job_id}
+            if args.from_savepoint:
+                result["savepoint"] = args.from_savepoint
+            result.update({"parallelism": str(job_parallelism(cfg, job_id)), "web UI": cfg.job_url(job_id)})
+        elif args.command == "stop":
+            job_id = the_job(cfg, args.job_id)
+            if args.savepoint:
+                result = {"job id": job_id, "savepoint": stop_with_savepoint(cfg, job_id)}
+            else:
+                cancel(cfg, job_id)
+                result = {"job id": job_id, "savepoint": "none (cancelled; the last checkpoint is retained under "
+                          f"{cfg.run_path / 'flink' / 'checkpoints' / job_id})"}
+            result.update({"state": job_state(cfg, job_id), "web UI": cfg.job_url(job_id, running=False)})
+        elif args.command == "rescale":
+            result = rescale(cfg, args.target_parallelism, args.job_id)
+        else:
+            result = status(cfg, args.job_id)
+    except (OperationError, ConfigError) as exc:
+        print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except urllib.error.URLError as exc:
+        print(f"{parser.prog} {args.command}: no Flink REST API at {cfg.flink_rest_url} ({exc.reason}); "
+              "is the cluster up (make up)?", file=sys.stderr)
+        return 1
+    _print(result)
     return 0
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 
 from flink_jobs.cassandra_store import CassandraStore
-from flink_jobs.config import Config
+from flink_jobs.config import Config, cli
 from tools import replay
 from tools.kafka_io import AvroCodec, collect, end_offsets, json_default
 from udfs import schemas
@@ -41,9 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--job-id", default="")
     parser.add_argument("--timeout", type=float, default=1800.0, help="max seconds to wait for predictions")
     parser.add_argument("replay_args", nargs="*")
-    Config.add_arguments(parser)
-    args = parser.parse_args(argv)
-    cfg = Config.from_args(args)
+    cfg, args = cli(parser, argv, ("kafka", "topics", "cassandra", "flink", "paths"))
     rargs = argparse.ArgumentParser()
     rargs.add_argument("--dataset", default="taobao-head")
     rargs.add_argument("--limit", type=int, default=None)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from flink_jobs.cassandra_store import CassandraStore
-from flink_jobs.config import Config
+from flink_jobs.config import Config, cli
 from tools import replay
 from udfs.profile import ERASE, Event
 
@@ -46,9 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("user_id")
     parser.add_argument("--at", type=int, default=None, help="erasure time, epoch ms (default now)")
-    Config.add_arguments(parser)
-    args = parser.parse_args(argv)
-    print(json.dumps(erase(Config.from_args(args), args.user_id, args.at)))
+    cfg, args = cli(parser, argv, ("kafka", "topics", "cassandra"))
+    print(json.dumps(erase(cfg, args.user_id, args.at)))
     return 0
 
 

@@ -15,7 +15,7 @@ from tools.kafka_io import all_topics, create_topics
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
-    cfg, _ = parse(argv, description=__doc__)
+    cfg, _ = parse(argv, description=__doc__, groups=("kafka", "topics", "cassandra"))
     created = create_topics(cfg)
     print(f"kafka topics: {', '.join(all_topics(cfg))} ({len(created)} created)")
     create_schema(cfg)

@@ -10,16 +10,15 @@ import json
 from collections.abc import Sequence
 
 from flink_jobs.cassandra_store import CassandraStore
-from flink_jobs.config import Config
+from flink_jobs.config import cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("user_id")
     parser.add_argument("--predictions", type=int, default=5, help="how many latest predictions to show")
-    Config.add_arguments(parser)
-    args = parser.parse_args(argv)
-    store = CassandraStore(Config.from_args(args))
+    cfg, args = cli(parser, argv, ("cassandra",))
+    store = CassandraStore(cfg)
     try:
         profile = store.profile(args.user_id)
         if profile is None:

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from flink_jobs.config import Config
+from flink_jobs.config import cli
 from tools.kafka_io import AvroCodec, json_default, read_topic
 from udfs import schemas
 
@@ -24,9 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true", help="keep waiting for new records")
     parser.add_argument("--idle", type=float, default=5.0, help="stop after this many idle seconds")
     parser.add_argument("--dlq", action="store_true", help="read the dead-letter topic instead")
-    Config.add_arguments(parser)
-    args = parser.parse_args(argv)
-    cfg = Config.from_args(args)
+    cfg, args = cli(parser, argv, ("kafka", "topics"))
     topic, avsc = (cfg.topic_dlq, schemas.DEAD_LETTER) if args.dlq else (cfg.topic_predictions, schemas.PREDICTION)
     codec = AvroCodec(avsc)
     idle = 1e9 if args.follow else args.idle

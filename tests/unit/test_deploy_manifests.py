@@ -651,8 +651,8 @@ def test_alert_checks_reject_broken_copy() -> None:
     assert alert_problems({"groups": [{"name": "x", "rules": [{"alert": "A"}]}]})
 
 
-# `promtool check rules deploy/monitoring/alerts.yml` passed by hand (promtool 2.42 from Debian); CI has no
-# promtool, so the structural checks above are what runs here.
+# promtool, the live scrape of every name and selector, and the dashboard: tests/integration/test_monitoring.py
+# (a real Prometheus from Debian's package, installed by deploy/prometheus.sh when missing).
 
 
 def test_prometheus_reporter_config() -> None:
