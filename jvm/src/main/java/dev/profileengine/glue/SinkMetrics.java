@@ -43,6 +43,18 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
     group.gauge("cassandra_in_flight", inFlight);
   }
 
+  long writes() {
+    return writes.getCount();
+  }
+
+  long retries() {
+    return retries.getCount();
+  }
+
+  long failures() {
+    return failures.getCount();
+  }
+
   @Override
   public void succeeded(long latencyMicros) {
     writes.inc();
