@@ -7,10 +7,11 @@ import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * At most {@code maxInFlight} asynchronous requests at a time, each retried with exponential
@@ -19,8 +20,8 @@ import java.util.concurrent.atomic.AtomicReference;
  *
  * <p>Threads: {@link #submit} and {@link #flush} are called by one thread (the sink's task
  * thread); completions arrive on the executor's threads and retries run on {@code scheduler}. A
- * request keeps its permit through its retries, so the bound also counts requests waiting for a
- * retry, and flush, which takes every permit, waits for them too.
+ * request counts as in flight through its retries, so the bound also counts requests waiting for
+ * a retry, and flush waits for them too.
  *
  * <p>The first request whose retries are spent (or whose error is not retryable) fails the
  * writer: every later submit and flush throws it. Nothing is dropped quietly: the job restarts
@@ -55,17 +56,21 @@ final class BoundedAsyncWriter<R> implements AutoCloseable {
     };
   }
 
-  private static final long POLL_MS = 50;
+  private static final long POLL_NANOS = 50_000_000L;
 
   private final Executor<R> executor;
   private final Listener listener;
   private final ScheduledExecutorService scheduler;
   private final int maxInFlight;
+  private final int resumeAt;
   private final int maxRetries;
   private final long baseDelayMs;
   private final long maxDelayMs;
-  private final Semaphore permits;
+  private final AtomicInteger inFlight = new AtomicInteger();
   private final AtomicReference<IOException> failure = new AtomicReference<>();
+  /** The thread blocked in submit or flush, and the in-flight level that should wake it. */
+  private volatile Thread waiter;
+  private volatile int wakeAt;
   private volatile boolean closed;
 
   BoundedAsyncWriter(Executor<R> executor, Listener listener, ScheduledExecutorService scheduler,
@@ -77,40 +82,59 @@ final class BoundedAsyncWriter<R> implements AutoCloseable {
     this.listener = listener;
     this.scheduler = scheduler;
     this.maxInFlight = maxInFlight;
+    // A full writer resumes once a quarter of the bound is free, not at the first free slot: one
+    // wake-up per completion doubled the task thread's CPU per row at maxInFlight 64 (jvm/README.md).
+    this.resumeAt = maxInFlight - Math.max(1, maxInFlight / 4);
     this.maxRetries = maxRetries;
     this.baseDelayMs = baseDelayMs;
     this.maxDelayMs = maxDelayMs;
-    this.permits = new Semaphore(maxInFlight);
   }
 
   /** Starts the request; blocks while maxInFlight requests are pending (the sink's backpressure). */
   void submit(R request) throws IOException, InterruptedException {
     rethrow();
-    // polled, not a plain acquire(): a failure must surface even when nothing completes any more
-    while (!permits.tryAcquire(POLL_MS, TimeUnit.MILLISECONDS)) {
-      rethrow();
+    if (inFlight.get() >= maxInFlight) {
+      awaitAtMost(resumeAt);
     }
-    if (failure.get() != null) {
-      // the failing request released the very permit we got: send nothing after a failure
-      permits.release();
-      rethrow();
-    }
+    inFlight.incrementAndGet();
     attempt(request, 0, System.nanoTime());
   }
 
   /** Returns once every submitted request has succeeded; throws if one has failed for good. */
   void flush() throws IOException, InterruptedException {
-    rethrow();
-    while (!permits.tryAcquire(maxInFlight, POLL_MS, TimeUnit.MILLISECONDS)) {
-      rethrow();
-    }
-    permits.release(maxInFlight);
-    rethrow(); // a request may have failed between the last poll and taking the permits
+    awaitAtMost(0);
   }
 
   /** Requests started and not yet finished (including those waiting for a retry). */
   int inFlight() {
-    return maxInFlight - permits.availablePermits();
+    return inFlight.get();
+  }
+
+  /** Parks the calling thread until at most {@code level} requests are in flight or one has failed. */
+  private void awaitAtMost(int level) throws IOException, InterruptedException {
+    while (inFlight.get() > level) {
+      rethrow();
+      wakeAt = level;
+      waiter = Thread.currentThread();
+      // checked again after publishing the waiter: a completion in between would not have woken us
+      if (inFlight.get() > level && failure.get() == null) {
+        // timed: a lost wake-up would cost a poll, never a hang
+        LockSupport.parkNanos(this, POLL_NANOS);
+      }
+      waiter = null;
+      if (Thread.interrupted()) {
+        throw new InterruptedException();
+      }
+    }
+    rethrow(); // the last completions may have been failures
+  }
+
+  private void release(boolean failed) {
+    int n = inFlight.decrementAndGet();
+    Thread w = waiter;
+    if (w != null && (failed || n <= wakeAt)) {
+      LockSupport.unpark(w);
+    }
   }
 
   private void rethrow() throws IOException {
@@ -131,7 +155,7 @@ final class BoundedAsyncWriter<R> implements AutoCloseable {
       if (error == null) {
         // counted before the permit returns: once flush() returns, the metrics include its writes
         listener.succeeded((System.nanoTime() - startNanos) / 1000);
-        permits.release();
+        release(false);
       } else {
         failedAttempt(request, retries, startNanos, unwrap(error));
       }
@@ -140,7 +164,7 @@ final class BoundedAsyncWriter<R> implements AutoCloseable {
 
   private void failedAttempt(R request, int retries, long startNanos, Throwable error) {
     if (closed) {
-      permits.release();
+      release(false);
       return;
     }
     // once the writer has failed, the job restarts anyway: retrying the others only delays it
@@ -158,7 +182,7 @@ final class BoundedAsyncWriter<R> implements AutoCloseable {
     failure.compareAndSet(null, new IOException("Cassandra write failed after " + attempts + " attempt(s)"
         + (executor.isRetryable(error) ? "" : " (not retryable)") + ": " + error, error));
     listener.failed(error, attempts);
-    permits.release();
+    release(true);
   }
 
   private long delayMs(int retry) {

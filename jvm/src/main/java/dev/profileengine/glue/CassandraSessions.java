@@ -50,6 +50,9 @@ final class CassandraSessions {
         .withStringList(DefaultDriverOption.METADATA_SCHEMA_REFRESHED_KEYSPACES,
             Collections.singletonList(s.keyspace()))
         .withString(DefaultDriverOption.SESSION_NAME, "profile-engine-sink")
+        // every statement carries USING TIMESTAMP: a client timestamp would be ignored, and its
+        // default generator probes for jnr (excluded) and logs a stack trace in every TaskManager
+        .withString(DefaultDriverOption.TIMESTAMP_GENERATOR_CLASS, "ServerSideTimestampGenerator")
         .build();
     CqlSessionBuilder builder = CqlSession.builder().withClassLoader(loader).withConfigLoader(config);
     if (!s.username().isEmpty()) {

@@ -25,6 +25,7 @@ final class CassandraSinkWriter implements SinkWriter<Row> {
   private final BoundedAsyncWriter<Statement<?>> writer;
   private final ScheduledExecutorService retries;
   private final Counter recordsSent;
+  private final SinkMetrics metrics;
 
   CassandraSinkWriter(CassandraSinkSettings s, SinkWriterMetricGroup metrics)
       throws IOException {
@@ -42,10 +43,10 @@ final class CassandraSinkWriter implements SinkWriter<Row> {
       throw e;
     }
     this.session = opened;
-    SinkMetrics listener = new SinkMetrics(metrics);
-    this.writer = new BoundedAsyncWriter<>(new DriverRequests(session), listener, retries,
+    this.metrics = new SinkMetrics(metrics);
+    this.writer = new BoundedAsyncWriter<>(new DriverRequests(session), this.metrics, retries,
         s.maxInFlight(), s.maxRetries(), s.retryBaseDelayMs(), s.retryMaxDelayMs());
-    listener.inFlightGauge(writer::inFlight);
+    this.metrics.inFlightGauge(writer::inFlight);
   }
 
   @Override
@@ -60,6 +61,10 @@ final class CassandraSinkWriter implements SinkWriter<Row> {
   @Override
   public void flush(boolean endOfInput) throws IOException, InterruptedException {
     writer.flush();
+  }
+
+  SinkMetrics metrics() {
+    return metrics;
   }
 
   @Override

@@ -1,5 +1,6 @@
 package dev.profileengine.glue;
 
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.metrics.Gauge;
 import org.apache.flink.metrics.Histogram;
@@ -29,6 +30,7 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
   private final MetricGroup group;
   private long lastWarnNanos = System.nanoTime() - WARN_EVERY_NANOS;
   private long retriesSinceWarn;
+  private final AtomicBoolean failureLogged = new AtomicBoolean();
 
   SinkMetrics(MetricGroup parent) {
     group = parent.addGroup("profile_engine");
@@ -41,6 +43,18 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
   /** Registered once the writer exists, which needs this listener first. */
   void inFlightGauge(Gauge<Integer> inFlight) {
     group.gauge("cassandra_in_flight", inFlight);
+  }
+
+  long writes() {
+    return writes.getCount();
+  }
+
+  long retries() {
+    return retries.getCount();
+  }
+
+  long failures() {
+    return failures.getCount();
   }
 
   @Override
@@ -72,6 +86,11 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
   @Override
   public void failed(Throwable error, int attempts) {
     failures.inc();
-    LOG.error("Cassandra write failed after {} attempt(s); failing the job", attempts, error);
+    // the requests in flight with it usually fail alike: one stack trace tells it, the counter the rest
+    if (failureLogged.compareAndSet(false, true)) {
+      LOG.error("Cassandra write failed after {} attempt(s); failing the job", attempts, error);
+    } else {
+      LOG.debug("another Cassandra write failed after {} attempt(s): {}", attempts, error.toString());
+    }
   }
 }

@@ -104,6 +104,25 @@ class BoundedAsyncWriterTest {
   }
 
   @Test
+  void aFullWriterResumesOnceAQuarterOfTheBoundIsFree() throws Exception {
+    Fake fake = new Fake();
+    BoundedAsyncWriter<String> w = writer(fake, 8, 0);
+    for (int i = 0; i < 8; i++) {
+      w.submit("r" + i);
+    }
+    Future<?> ninth = caller.submit(() -> {
+      w.submit("r8");
+      return null;
+    });
+    assertBlocked(ninth); // full
+    fake.pending.get(0).complete(null);
+    assertBlocked(ninth); // 7 in flight: not yet
+    fake.pending.get(1).complete(null);
+    ninth.get(5, TimeUnit.SECONDS); // 6 = 8 - 8/4
+    assertEquals(7, w.inFlight());
+  }
+
+  @Test
   void flushWaitsForEveryRequest() throws Exception {
     Fake fake = new Fake();
     BoundedAsyncWriter<String> w = writer(fake, 8, 0);
@@ -183,7 +202,7 @@ class BoundedAsyncWriterTest {
   }
 
   @Test
-  void aRequestKeepsItsPermitWhileWaitingForItsRetry() throws Exception {
+  void aRequestStaysInFlightWhileWaitingForItsRetry() throws Exception {
     Fake fake = new Fake();
     AtomicInteger calls = new AtomicInteger();
     CompletableFuture<Void> retried = new CompletableFuture<>();

@@ -3,7 +3,6 @@ package dev.profileengine.glue;
 import com.datastax.oss.driver.api.core.CqlSession;
 import com.datastax.oss.driver.api.core.cql.SimpleStatement;
 import java.io.IOException;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -31,18 +30,18 @@ final class LiveCassandra implements AutoCloseable {
     this.host = host;
     this.port = port;
     this.keyspace = keyspace;
-    this.session = CqlSession.builder().addContactPoint(new InetSocketAddress(host, port))
-        .withLocalDatacenter(DC).build();
     String cql = new String(Files.readAllBytes(schema), StandardCharsets.UTF_8)
         .replaceAll("(?m)^--.*$", "").replace("{keyspace}", keyspace).replace("{replication}", "1")
         .replace("{{", "{").replace("}}", "}");
+    this.columns = tableColumns(cql);
+    // the sink's own session factory: login and TLS exactly as the writers will use them
+    this.session = CassandraSessions.open(settings());
     ddl("DROP KEYSPACE IF EXISTS " + keyspace);
     for (String stmt : cql.split(";")) {
       if (!stmt.isBlank()) {
         ddl(stmt);
       }
     }
-    this.columns = tableColumns(cql);
   }
 
   private void ddl(String cql) {
@@ -68,8 +67,14 @@ final class LiveCassandra implements AutoCloseable {
     return out;
   }
 
+  /**
+   * Settings of a sink writing to this keyspace; a secured node takes -Dcassandra.username,
+   * -Dcassandra.password (a reference: env:NAME or an absolute file path) and -Dcassandra.ca (PEM).
+   */
   CassandraSinkSettings settings() {
-    return new CassandraSinkSettings(host, port, DC, keyspace, columns.get("profiles"), columns.get("predictions"));
+    return new CassandraSinkSettings(host, port, DC, keyspace, columns.get("profiles"), columns.get("predictions"))
+        .withCredentials(System.getProperty("cassandra.username", ""), System.getProperty("cassandra.password", ""))
+        .withTls(System.getProperty("cassandra.ca", ""), true);
   }
 
   static SinkWriterMetricGroup metrics() {
