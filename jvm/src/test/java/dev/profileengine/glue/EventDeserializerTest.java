@@ -201,6 +201,10 @@ class EventDeserializerTest {
         bad("epoch 0", encode("event_time", 0L), "invalid_event_time", "below"),
         bad("year 9999", encode("event_time", 253_402_300_799_000L), "invalid_event_time", "future"),
         bad("whitespace item id", encode("item_id", "\t \n"), "empty_field", "item_id"),
+        bad("invalid UTF-8 in event_id", encodeRawString("event_id", bytes('b', 'a', 'd', 0xc3, '(')),
+            "invalid_utf8", "event_id"),
+        bad("invalid UTF-8 in shop_id", encodeRawString("shop_id", bytes('s', 'h', 'o', 'p', '-', 0xff)),
+            "invalid_utf8", "shop_id"),
         // beyond the corpus: the edges of the same rules
         bad("blank optional session_id", encode("session_id", " "), "empty_field", "session_id"),
         bad("257 chars", encode("user_id", "u".repeat(MAX_LEN + 1)), "field_too_long", "user_id"),
@@ -269,7 +273,7 @@ class EventDeserializerTest {
     while (m.find()) {
       corpus.put(m.group(3), m.group(2) == null ? ANY : m.group(2));
     }
-    assertTrue(corpus.size() >= 29, "cannot read the kinds of bad_records.py any more: " + corpus.keySet());
+    assertTrue(corpus.size() >= 30, "cannot read the kinds of bad_records.py any more: " + corpus.keySet());
     Map<String, String> here = new LinkedHashMap<>();
     badRecords().forEach(a -> here.put((String) a.get()[0], (String) a.get()[2]));
     for (Map.Entry<String, String> kind : corpus.entrySet()) {
@@ -284,7 +288,38 @@ class EventDeserializerTest {
     assertNull(row.getField(RAW_KEY));
   }
 
-  // ---- valid records ---------------------------------------------------------------------------
+  // ---- invalid UTF-8 -------------------------------------------------------------------------
+
+  /** (field, bytes that are not UTF-8) */
+  static Stream<Arguments> invalidUtf8() {
+    return Stream.of(
+        Arguments.of("event_id", bytes('a', 0x80, 'b')),                   // lone continuation byte
+        Arguments.of("user_id", bytes('u', 's', 'e', 'r', 0xc3)),          // sequence cut off at the end
+        Arguments.of("item_id", bytes(0xc3, 0x28)),                        // lead byte, no continuation
+        Arguments.of("category_id", bytes('c', 0xc0, 0xaf)),               // overlong '/'
+        Arguments.of("event_type", bytes('v', 'i', 'e', 'w', 0xed, 0xa0, 0x80)), // encoded surrogate (CESU-8)
+        Arguments.of("session_id", bytes('s', 0xf4, 0x90, 0x80, 0x80)),    // above U+10FFFF
+        Arguments.of("shop_id", bytes(0xff)),                              // never valid in UTF-8
+        Arguments.of("shop_id", bytes('s', 0xef, 0xbf, 0xbd, 0xfe)));      // a real U+FFFD, then a bad byte
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("invalidUtf8")
+  void invalidUtf8GoesToTheDlq(String field, byte[] raw) throws Exception {
+    byte[] value = encodeRawString(field, raw);
+    Row row = one(value);
+    assertEquals("invalid_utf8", row.getField(REASON), String.valueOf(row.getField(DETAIL)));
+    assertTrue(((String) row.getField(DETAIL)).startsWith(field + " is not valid UTF-8"),
+        String.valueOf(row.getField(DETAIL)));
+    assertArrayEquals(value, (byte[]) row.getField(RAW_VALUE));
+  }
+
+  @Test
+  void detailNamesTheOffsetOfTheFirstBadByte() throws Exception {
+    // a, b, é (C3 A9), then FF at byte 4
+    Row row = one(encodeRawString("event_id", bytes('a', 'b', 0xc3, 0xa9, 0xff, 'c')));
+    assertEquals("event_id is not valid UTF-8: malformed byte sequence at byte 4 of 6", row.getField(DETAIL));
+  }
 
   @ParameterizedTest
   @ValueSource(strings = {"café", "\uFFFD", "a\uFFFDb", "😀 user", "日本語", "\u0000x"})
@@ -295,6 +330,18 @@ class EventDeserializerTest {
     assertEquals(s, row.getField(EVENT.getField("user_id").pos()));
     assertEquals(s, row.getField(EVENT.getField("shop_id").pos()));
   }
+
+  @Test
+  void firstMalformedUtf8FindsTheOffset() {
+    byte[] valid = "ok é 😀".getBytes(UTF_8);
+    assertEquals(-1, EventDeserializer.firstMalformedUtf8(valid, valid.length));
+    assertEquals(0, EventDeserializer.firstMalformedUtf8(bytes(0xff, 'a'), 2));
+    assertEquals(2, EventDeserializer.firstMalformedUtf8(bytes('a', 'b', 0xe2, 0x82), 4));
+    // only the first length bytes count: Utf8 buffers may be longer than their string
+    assertEquals(-1, EventDeserializer.firstMalformedUtf8(bytes('a', 'b', 0xff), 2));
+  }
+
+  // ---- valid records ---------------------------------------------------------------------------
 
   static Stream<Arguments> validEvents() {
     long now = System.currentTimeMillis();
@@ -372,8 +419,8 @@ class EventDeserializerTest {
     assertEquals(N + EventDeserializer.EXTRA_NAMES.length, type.getArity());
     Row ok = one(copy, null, encode());
     assertNull(ok.getField(REASON));
-    Row bad = one(copy, null, encode("event_type", "click"));
-    assertEquals("unknown_event_type", bad.getField(REASON));
+    Row bad = one(copy, null, encodeRawString("user_id", bytes(0xff)));
+    assertEquals("invalid_utf8", bad.getField(REASON));
   }
 
   @Test
