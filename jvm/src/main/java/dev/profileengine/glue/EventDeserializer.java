@@ -155,8 +155,8 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
             Utf8 u = (Utf8) v; // always a Utf8: see the reader in init()
             int at = firstMalformedUtf8(u.getBytes(), u.getByteLength());
             if (at >= 0) {
-              return new String[] {"invalid_utf8", f.name() + " is not valid UTF-8: malformed byte sequence at byte "
-                  + at + " of " + u.getByteLength()};
+              return new String[] {"invalid_utf8", f.name() + " is not valid UTF-8: malformed byte sequence"
+                  + " at byte " + at + " of " + u.getByteLength()};
             }
           }
           if (s.isBlank()) {

@@ -28,7 +28,8 @@ class SplitInvalidTest {
   /** (main output, dead letters) of the rows, in order. */
   static List<List<Row>> split(Row... rows) throws Exception {
     SplitInvalid fn = new SplitInvalid(EVENT_AVSC, DLQ_AVSC);
-    try (OneInputStreamOperatorTestHarness<Row, Row> h = new OneInputStreamOperatorTestHarness<>(new ProcessOperator<>(fn))) {
+    try (OneInputStreamOperatorTestHarness<Row, Row> h =
+        new OneInputStreamOperatorTestHarness<>(new ProcessOperator<>(fn))) {
       h.open();
       for (Row r : rows) {
         h.processElement(r, 1L);
