@@ -2,7 +2,7 @@
 and check every record against schemas/user_event.avsc before it reaches Kafka (pure Python).
 
 The checks are the JVM validator's (jvm/.../EventDeserializer.java), read from the same schema: field
-types, required vs optional fields, non-blank strings of at most x-max-string-length characters,
+types, required vs optional fields, valid UTF-8 non-blank strings of at most x-max-string-length characters,
 x-min/x-max bounds, event_time at most x-max-future-ms ahead of now, event_type in x-event-types or
 x-control-types. A record that fails is reported with its line number and skipped; it would otherwise
 end in the dead-letter topic, far from the file it came from.
@@ -81,6 +81,14 @@ def _number(name: str, value: Any, kind: str) -> Union[int, float]:
     return float(value)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check(record: Mapping[str, Any], rules: Rules, now_ms: Optional[int] = None) -> Event:
     """The record as an Event, or BadRecord naming the first broken rule."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -99,6 +107,9 @@ def check(record: Mapping[str, Any], rules: Rules, now_ms: Optional[int] = None)
         if kind == "string":
             if not isinstance(value, str):
                 raise BadRecord(f"{name}: {value!r} is not a string")
+            if not _utf8(value):
+                # a lone surrogate, from a JSON escape such as \ud800: no UTF-8 for it, the job's invalid_utf8
+                raise BadRecord(f"{name} is not valid UTF-8 (a lone surrogate)")
             if not value.strip():
                 raise BadRecord(f"{name} is empty")
             if len(value) > rules.max_string:

@@ -47,6 +47,14 @@ def _without(*names: str):  # noqa: ANN202
     return change
 
 
+def _not_utf8(record: bytes, marker: bytes, raw: bytes) -> bytes:
+    """``record`` with the string bytes ``marker`` swapped for ``raw``, which no Python str can encode
+    (fastavro writes only valid UTF-8). Same length, so the Avro length prefix stays right."""
+    if len(marker) != len(raw) or record.count(marker) != 1:
+        raise ValueError(f"marker {marker!r} must occur once and match the length of {raw!r}")
+    return record.replace(marker, raw)
+
+
 def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
     """[(key, value, expected reason, description)]"""
     ev = AvroCodec(schemas.EVENT)
@@ -102,4 +110,9 @@ def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
         (b"k", ev.encode(_event(event_id="bad-far", event_time=253_402_300_799_000)), "invalid_event_time",
          "year 9999"),
         (b"k", ev.encode(_event(event_id="bad-blank-item", item_id="\t \n")), "empty_field", "whitespace item id"),
+        # C3 starts a 2-byte sequence, '(' cannot continue it; FF never occurs in UTF-8
+        (b"k", _not_utf8(ev.encode(_event(event_id="bad-utf8-@@")), b"@@", b"\xc3("), "invalid_utf8",
+         "invalid UTF-8 in event_id"),
+        (b"k", _not_utf8(ev.encode(_event(event_id="bad-utf8-shop", shop_id="shop-@")), b"shop-@", b"shop-\xff"),
+         "invalid_utf8", "invalid UTF-8 in shop_id"),
     ]

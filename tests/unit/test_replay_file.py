@@ -45,6 +45,7 @@ BAD = [
     ({"user_id": "  "}, "user_id is empty"),
     ({"item_id": "x" * 257}, "item_id has 257 characters > 256"),
     ({"user_id": 42}, "user_id: 42 is not a string"),
+    ({"event_id": "e\ud800"}, "event_id is not valid UTF-8"),  # JSON "\ud800": a str that cannot be encoded
     ({"event_type": "click"}, "event_type 'click' is not one of"),
     ({"price": -1}, "price=-1.0 below the minimum 0"),
     ({"price": 2_000_000}, "above the maximum 1000000"),

@@ -1,6 +1,12 @@
 package dev.profileengine.glue;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CoderResult;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -8,7 +14,9 @@ import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericDatumReader;
 import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.io.BinaryDecoder;
+import org.apache.avro.io.Decoder;
 import org.apache.avro.io.DecoderFactory;
+import org.apache.avro.util.Utf8;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
@@ -21,7 +29,8 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
  * Decodes and validates one Kafka record of user-events in the JVM. Never throws on bad input:
  * every record becomes one row = the event's fields + provenance + (for a rejected record) a
  * machine-readable reason and the untouched bytes, so that {@link SplitInvalid} can route it to
- * the dead-letter topic. Validation rules are read from the x-* attributes of user_event.avsc.
+ * the dead-letter topic. Validation rules are read from the x-* attributes of user_event.avsc;
+ * every string must also be valid UTF-8 (reason invalid_utf8), which Avro itself does not check.
  */
 public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> {
   private static final long serialVersionUID = 1L;
@@ -51,7 +60,14 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
 
   private void init() {
     schema = AvroRows.parse(schemaJson);
-    reader = new GenericDatumReader<>(schema);
+    reader = new GenericDatumReader<>(schema) {
+      // Always Utf8, whatever avro.java.string says: a String is decoded with replacement
+      // characters and would hide the bytes that the UTF-8 check below needs.
+      @Override
+      protected Object readString(Object old, Schema expected, Decoder in) throws IOException {
+        return in.readString(old instanceof Utf8 ? (Utf8) old : null);
+      }
+    };
     eventTypes = new HashSet<>();
     for (String prop : new String[] {"x-event-types", "x-control-types"}) {
       Object types = schema.getObjectProp(prop);
@@ -132,6 +148,17 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
       switch (type.getType()) {
         case STRING:
           String s = v.toString();
+          // The lenient decode above replaces every malformed sequence with U+FFFD, so only a
+          // string containing U+FFFD needs the strict check (it may also be a genuine U+FFFD).
+          // indexOf is free for Latin-1 strings, which cannot hold U+FFFD at all.
+          if (s.indexOf('\uFFFD') >= 0) {
+            Utf8 u = (Utf8) v; // always a Utf8: see the reader in init()
+            int at = firstMalformedUtf8(u.getBytes(), u.getByteLength());
+            if (at >= 0) {
+              return new String[] {"invalid_utf8", f.name() + " is not valid UTF-8: malformed byte sequence"
+                  + " at byte " + at + " of " + u.getByteLength()};
+            }
+          }
           if (s.isBlank()) {
             return new String[] {"empty_field", f.name() + " is empty"};
           }
@@ -160,6 +187,21 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
       return new String[] {"unknown_event_type", "event_type '" + eventType + "' not in " + eventTypes};
     }
     return null;
+  }
+
+  /** Offset of the first malformed UTF-8 sequence in bytes[0, length), or -1 when all is valid. */
+  static int firstMalformedUtf8(byte[] bytes, int length) {
+    // JDK's strict decoder: rejects overlong forms, encoded surrogates and code points > U+10FFFF.
+    CharsetDecoder strict = StandardCharsets.UTF_8.newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+    ByteBuffer in = ByteBuffer.wrap(bytes, 0, length);
+    CharBuffer out = CharBuffer.allocate(length); // UTF-8 never yields more UTF-16 units than bytes
+    CoderResult r = strict.decode(in, out, true);
+    if (!r.isError()) {
+      r = strict.flush(out);
+    }
+    return r.isError() ? in.position() : -1;
   }
 
   private static String checkRange(Schema.Field f, double d) {
