@@ -9,6 +9,7 @@ import org.apache.flink.metrics.Histogram;
 import org.apache.flink.metrics.MetricGroup;
 import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
@@ -39,7 +40,7 @@ import org.apache.flink.types.Row;
  * buffered across a checkpoint, so exactly-once needs no state here.
  */
 public class MicroBatcher extends AbstractStreamOperator<Row>
-    implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
+    implements OneInputStreamOperator<Row, Row>, BoundedOneInput, ProcessingTimeCallback {
   private static final long serialVersionUID = 1L;
   private final int maxEvents;
   private final long maxDelayMs;
@@ -134,9 +135,15 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
   }
 
   @Override
-  public void finish() throws Exception {
+  public void endInput() throws Exception {
+    // a bounded source ended: hand over what is held and let pending profiles be committed
     flushAll();
     emitCommitMarkers(Long.MAX_VALUE);
+  }
+
+  @Override
+  public void finish() throws Exception {
+    flushAll();
     super.finish();
   }
 
