@@ -146,7 +146,7 @@ def test_cassandra_outage_backs_off_and_recovers_exactly(taobao):
     def cassandra_away(
         cfg: Config, job_id: str, tap: drills.Tap, publish_rest: Callable[[], None]
     ) -> dict[str, Any]:
-        warnings_before = drills.tm_log_lines(cfg, "cassandra write failed")
+        warnings_before = drills.tm_log_lines(cfg, "Cassandra write failed")
         t0 = time.monotonic()
         drills.deploy("cassandra.sh", "stop")
         publish_rest()  # events keep arriving while Cassandra is away
@@ -158,7 +158,7 @@ def test_cassandra_outage_backs_off_and_recovers_exactly(taobao):
             time.sleep(1)
         start_s = drills.deploy("cassandra.sh", "start")
         return dict(t0=t0, down_s=time.monotonic() - t0, start_s=start_s, retries=retries, states=states,
-                    retry_log_lines=drills.tm_log_lines(cfg, "cassandra write failed") - warnings_before)
+                    retry_log_lines=drills.tm_log_lines(cfg, "Cassandra write failed") - warnings_before)
 
     with isolated() as cfg:
         out = drill(cfg, events, cassandra_away, rest_during_disruption=True)
