@@ -192,16 +192,16 @@ class Split:
     purged_rows: int
 
 
-def inner_cutoffs(cutoff_ms: int, horizon_ms: int, folds: int = 2) -> list[int]:
-    """Cutoffs of the inner time folds, latest first: each check window is ``max(horizon, 1 day)`` long
-    and closes by the end of the training rows (``cutoff - horizon``)."""
-    step = max(horizon_ms, DAY_MS)
+def inner_cutoffs(cutoff_ms: int, horizon_ms: int, folds: int = 2, min_step_ms: int = DAY_MS) -> list[int]:
+    """Cutoffs of the inner time folds, latest first: each check window is ``max(horizon, min_step)``
+    long and closes by the end of the training rows (``cutoff - horizon``)."""
+    step = max(horizon_ms, min_step_ms)
     return [cutoff_ms - horizon_ms - k * step for k in range(1, folds + 1)]
 
 
 def split_rows(
     ds: Dataset, cutoff_ms: int, horizon_ms: int, final_frac: float = 0.2, purge: bool = True,
-    salt: str | int = FINAL_SALT, folds: int = 2,
+    salt: str | int = FINAL_SALT, folds: int = 2, min_step_ms: int = DAY_MS,
 ) -> Split:
     """Time split at ``cutoff_ms`` plus a user group held out of everything but the final check. With
     ``purge``, a training row's label window must close before the cutoff (otherwise its label would be
@@ -212,8 +212,8 @@ def split_rows(
     closed = ds.t + horizon_ms <= cutoff_ms if purge else before
     train_mask = before & closed & ~is_final
     inner = []
-    step = max(horizon_ms, DAY_MS)
-    for c in inner_cutoffs(cutoff_ms, horizon_ms, folds):
+    step = max(horizon_ms, min_step_ms)
+    for c in inner_cutoffs(cutoff_ms, horizon_ms, folds, min_step_ms):
         fit = train_mask & ((ds.t + horizon_ms <= c) if purge else (ds.t < c))
         check = train_mask & (ds.t >= c) & (ds.t < c + step)
         if fit.any() and check.any():

@@ -48,7 +48,8 @@ def _iso_utc(ms: int) -> str:
 def _horizon(ds: Any, days: float, rp: RetailParams, grid: Sequence[models.LinearConfig], n_boot: int,
              seed: int) -> dict[str, Any]:
     h_ms = int(round(days * DAY_MS))
-    split = split_rows(ds, rp.cutoff_ms, h_ms)
+    # a wholesaler's day can hold no reorder at all (weekends, bank holidays): check weeks, not days
+    split = split_rows(ds, rp.cutoff_ms, h_ms, min_step_ms=7 * DAY_MS)
     entry: dict[str, Any] = {
         "horizon_days": days, "rows": len(ds), "censored": ds.n_censored, "train_rows": int(len(split.train)),
         "val_rows": int(len(split.val)), "label_window_end": _iso_utc(ds.end_ms - h_ms),
@@ -57,10 +58,10 @@ def _horizon(ds: Any, days: float, rp: RetailParams, grid: Sequence[models.Linea
     if len(split.train) == 0 or len(split.val) == 0 or ytr.min() == ytr.max():
         return {**entry, "note": "empty split or one class in training: not evaluated"}
     Xtr = ds.X[split.train]
-    if split.inner:
+    try:
         sel = models.select_linear(ds.X, ds.y, split.inner, grid)
         logreg, selected = models.fit_propensity(Xtr, ytr, sel), sel.best.label()
-    else:  # a slice too short for inner folds: the first grid entry, neither selected nor calibrated
+    except ValueError:  # a slice too short for inner folds: the first grid entry, neither selected nor calibrated
         logreg = models.make_linear(grid[0]).fit(Xtr, ytr)
         selected = f"{grid[0].label()} (no inner fold: not selected, not calibrated)"
     fitted: dict[str, Any] = {
