@@ -201,7 +201,8 @@ class LinearPropensity:
         if self.log:
             mean, std = Z.mean(axis=0), Z.std(axis=0)
             skew = np.where(std > 0, (((Z - mean) / np.where(std > 0, std, 1.0)) ** 3).mean(axis=0), 0.0)
-            self.log_mask_ = (Z.min(axis=0) >= 0) & (skew > self.skew_threshold)
+            binary = np.all((Z == 0) | (Z == 1), axis=0)  # log1p of a 0/1 flag is the same flag, rescaled
+            self.log_mask_ = (Z.min(axis=0) >= 0) & (skew > self.skew_threshold) & ~binary
         else:
             self.log_mask_ = np.zeros(len(self.columns), dtype=bool)
         L = self._logged(X)

@@ -52,8 +52,9 @@ def segment_lines(seg: Optional[Mapping[str, Any]], horizon_hours: float) -> lis
           f"{_rate(s['val_purchase_rate'])} |" for s in segs],
         "", "\\* a user counted once, in the segment of the user's latest validation row.", "",
         f"Calendar check: the largest change of a segment's share between days is "
-        f"{seg['max_daily_share_range']:.1%}; a user changes segment {seg['switches_per_user_day']:.2f} times per "
-        "user-day with events (training and validation rows).", "",
+        f"{seg['max_daily_share_range']:.1%} ({seg['max_daily_share_range_after_day0']:.1%} without day 0, whose "
+        "histories are hours long); a user changes segment "
+        f"{seg['switches_per_user_day']:.2f} times per user-day with events (training and validation rows).", "",
         "| day | rows | " + " | ".join(f"segment {s['id']}" for s in segs) + " |",
         "|---|---|" + "---|" * len(segs),
         *[f"| {d['day']} | {d['rows']:,} | " + " | ".join(f"{x:.1%}" for x in d["shares"]) + " |"

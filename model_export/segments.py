@@ -60,7 +60,8 @@ class SegmentModel:
         Z = np.asarray(X, dtype=np.float64)[:, self.columns]
         mean, std = Z.mean(axis=0), Z.std(axis=0)
         skew = np.where(std > 0, (((Z - mean) / np.where(std > 0, std, 1.0)) ** 3).mean(axis=0), 0.0)
-        self.log_mask_ = (Z.min(axis=0) >= 0) & (skew > self.skew_threshold)
+        binary = np.all((Z == 0) | (Z == 1), axis=0)  # log1p of a 0/1 flag is the same flag, rescaled
+        self.log_mask_ = (Z.min(axis=0) >= 0) & (skew > self.skew_threshold) & ~binary
         L = self._logged(X)
         self.mean_, std = L.mean(axis=0), L.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
@@ -268,10 +269,16 @@ def report(model: SegmentModel, seg_names: Sequence[str], ds: Dataset, split: Sp
             "val_purchase_rate": float(yv[va == k].mean()) if (va == k).any() else None,
         })
     shares = np.array([d["shares"] for d in daily])
+    later = shares[1:] if len(shares) > 1 else shares
+
+    def spread(a: np.ndarray) -> Optional[float]:
+        return float(np.max(a.max(axis=0) - a.min(axis=0))) if len(a) else None
+
     return {
         "segments": segs,
         "daily_shares": daily,
-        "max_daily_share_range": float(np.max(shares.max(axis=0) - shares.min(axis=0))) if len(shares) else None,
+        "max_daily_share_range": spread(shares),
+        "max_daily_share_range_after_day0": spread(later),
         "switches_per_user_day": _switches_per_user_day(seg_all, ds.users[both], ds.t[both]),
         "inertia_per_row": model.inertia_ / max(len(split.train), 1),
     }
