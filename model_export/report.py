@@ -245,8 +245,8 @@ def _split_lines(rep: Mapping[str, Any]) -> list[str]:
         f"{val['positive_rate']:.3f} positive. Reported here; k of the decision is chosen here.",
         f"- Final check: {split['final_users']} users ({p['final_frac']:.0%}, by a hash of user_id with a salt fixed "
         "before any of their results was looked at) give no training, selection or validation rows; their rows "
-        f"from the cutoff on ({fin.get('rows', 0):,} rows) are scored once, at the end. They are also the "
-        "unseen-user estimate.",
+        f"from the cutoff on ({fin.get('rows', 0):,} rows) are scored after everything else is fixed, and no "
+        "step of the run reads them to decide anything. They are also the unseen-user estimate.",
         f"- {split['users_first_seen_after_cutoff']} users are first seen after the cutoff: the head file holds "
         "complete histories of users active from the first day.",
     ]
