@@ -48,7 +48,7 @@ demo: ## ONE COMMAND: set up, start the stack, train, submit the job, replay rea
 test: ## ONE COMMAND: set up, run unit + integration tests against real Kafka/Cassandra/Flink, stop
 	bash deploy/test.sh $(PYTEST_ARGS)
 
-bench: up model ## end-to-end benchmark: throughput vs the Python ceiling, latency (~20 min; figures in bench/results/)
+bench: up model ## benchmark: this vs the previous version, JVM floor, Python ceiling; latency (~35 min; bench/results/)
 	$(PY) -m bench.bench_pipeline
 
 unit: venv ## unit tests only (no servers)
