@@ -174,13 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["latency"] = dict(lat, max_rate=max_rate, dataset=f"synthetic {len(stream) // 1000}k (seed 11)")
 
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2, default=str))
-    if result["throughput"]:
+    drawn = bool(result["throughput"] or result["latency"])
+    if drawn:
         report.chart(result, RESULTS / "pipeline.png")
     if result.get("engine"):
         print()
         bench_engine.show(result["engine"])
     report.table(result)
-    print(f"written: {RESULTS / 'pipeline.json'}" + (f", {RESULTS / 'pipeline.png'}" if result["throughput"] else ""))
+    print(f"written: {RESULTS / 'pipeline.json'}" + (f", {RESULTS / 'pipeline.png'}" if drawn else ""))
     return 0
 
 

@@ -4,16 +4,20 @@ Made robust against what broke the earlier figure (p99 of 7.4 s at 50% load, low
 and a backlog inside the measurement window):
   1. one job at the latency parallelism (2) and max parallelism (128 key groups), started and fully
      RUNNING before anything is measured;
-  2. warm-up: a small set of events produced at full speed, all of them predicted (first Python
-     imports, model sessions, JIT, caches); its duration and latency are reported, never mixed in;
+  2. warm-up: a small set of events produced at full speed, all of them predicted, then two more
+     completed checkpoints, so the first state flush (commit marker -> profiles encoded into keyed
+     state and written to Cassandra) and the first transaction commits also happen before any
+     burst (first Python imports, model sessions, JIT, RocksDB, caches); its duration and latency
+     are reported, never mixed in;
   3. zero backlog before each burst: every event produced so far has its prediction, and after the
      warm-up the job's committed source offsets equal the topic's end (consumer lag 0);
   4. bursts at each load (default 50% and 80% of this version's measured rate), interleaved and
      repeated (default 3 times each), so drift over the session cannot favour one load; the first
      seconds of each burst are dropped from its figures and reported apart;
   5. per burst p50/p95/p99/max read uncommitted (when the exactly-once sink appends) and read
-     committed (when a downstream consumer can see it: at the checkpoint that commits it), and per
-     load the spread of p99 over the repeats (min / median / max).
+     committed (when a downstream consumer can see it: at the checkpoint that commits it), per load
+     the spread of p99 over the repeats (min / median / max), and per burst a timeline (count, p50,
+     max per second of event append time) that shows spikes, e.g. one per checkpoint.
 """
 
 from __future__ import annotations
@@ -55,11 +59,36 @@ def stats(lat: np.ndarray) -> dict[str, float]:
             "max_ms": float(lat.max())}
 
 
+def timeline(event_append_ms: np.ndarray, lat: np.ndarray) -> list[list[float]]:
+    """[second since the burst's first event, events, p50 ms, max ms] per second of event append time."""
+    sec = ((event_append_ms - event_append_ms.min()) // 1000).astype(int)
+    out = []
+    for s in range(int(sec.max()) + 1):
+        x = lat[sec == s]
+        if len(x):
+            out.append([s, len(x), float(np.median(x)), float(x.max())])
+    return out
+
+
 def _wait_backlog_zero(w: Watcher, produced: int, cfg: Config, job_id: str, timeout_s: float = 120.0) -> float:
     """Until every event produced so far has its prediction; returns the seconds waited."""
     t0 = time.monotonic()
     w.wait_for(produced, timeout_s, job=(cfg, job_id))
     return time.monotonic() - t0
+
+
+def _wait_checkpoints(cfg: Config, job_id: str, n: int, timeout_s: float) -> int:
+    """Until ``n`` more checkpoints completed; returns how many completed in all."""
+    def completed() -> int:
+        return int(submit.rest(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+
+    target = completed() + n
+    deadline = time.monotonic() + timeout_s
+    while (done := completed()) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done} checkpoints completed, waited for {target}, after {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return done
 
 
 def _wait_lag_zero(cfg: Config, timeout_s: float) -> tuple[Any, float]:
@@ -93,13 +122,22 @@ def run_latency(base: Config, events: list[Event], max_rate: float, loads: tuple
                 t0 = time.monotonic()
                 replay.publish(cfg, events[:warmup], progress=False)
                 uncommitted.wait_for(warmup, timeout_s=300, job=(cfg, job_id))
+                session["warmup_predicted_s"] = time.monotonic() - t0
+                interval_s = cfg.checkpoint_interval_ms / 1000
+                session["checkpoints_after_warmup"] = _wait_checkpoints(cfg, job_id, 2, 4 * interval_s + 120)
                 session["warmup_events"] = warmup
                 session["warmup_s"] = time.monotonic() - t0
-                lag, waited = _wait_lag_zero(cfg, timeout_s=3 * cfg.checkpoint_interval_ms / 1000 + 30)
+                lag, waited = _wait_lag_zero(cfg, timeout_s=3 * interval_s + 30)
                 session["consumer_lag_after_warmup"] = lag
                 session["lag_wait_s"] = waited
-                print(f"  warm-up: {warmup:,} events predicted {session['warmup_s']:.1f} s after the job ran "
-                      f"(start to RUNNING {session['start_to_running_s']:.1f} s); consumer lag then {lag}", flush=True)
+                # what the running job costs with no input (source polling, timers, watermarks,
+                # checkpoints): at low load this is a large part of the CPU per event
+                t_idle = time.time() * 1000
+                time.sleep(max(interval_s, 5.0))
+                idle = (t_idle, time.time() * 1000)
+                print(f"  warm-up: {warmup:,} events predicted {session['warmup_predicted_s']:.1f} s after the job "
+                      f"ran, 2 more checkpoints by {session['warmup_s']:.1f} s (start to RUNNING "
+                      f"{session['start_to_running_s']:.1f} s); consumer lag then {lag}", flush=True)
                 produced = warmup
                 for rep in range(repeats):
                     for load in loads:
@@ -121,9 +159,13 @@ def run_latency(base: Config, events: list[Event], max_rate: float, loads: tuple
                 session["per_batch"] = per_batch(m)
             finally:
                 submit.cancel(cfg, job_id)
+        span = (idle[1] - idle[0]) / 1000
+        session["idle_cpu_cores"] = {k: round(v / span, 3) for k, v in cpu.between(*idle).items()}
         for b in bursts:
             span = (b["t_end_ms"] - b["t_start_ms"]) / 1000
-            b["cpu_cores"] = {k: round(v / span, 3) for k, v in cpu.between(b["t_start_ms"], b["t_end_ms"]).items()}
+            used = cpu.between(b["t_start_ms"], b["t_end_ms"])
+            b["cpu_cores"] = {k: round(v / span, 3) for k, v in used.items()}
+            b["taskmanager_cpu_ms_per_event"] = used.get("taskmanager", float("nan")) / b["n"] * 1000
     finally:
         uncommitted.close()
         committed.close()
@@ -162,7 +204,8 @@ def _figures(cfg: Config, events: list[Event], warmup: int, bursts: list[dict[st
     for b in bursts:
         ev, lat, lat_c = latencies(b["first"], b["first"] + b["n"])
         keep = ev >= ev.min() + drop_s * 1000
-        b.update(uncommitted=stats(lat[keep]), committed=stats(lat_c[keep]), dropped=stats(lat[~keep]))
+        b.update(uncommitted=stats(lat[keep]), committed=stats(lat_c[keep]), dropped=stats(lat[~keep]),
+                 timeline=timeline(ev, lat))
         print(f"  {b['load']:.0%} load, repeat {b['repeat']} ({b['target_rate']:,.0f}/s, sent "
               f"{b['sent_rate']:,.0f}/s): p50 {b['uncommitted']['p50_ms']:.0f} p95 {b['uncommitted']['p95_ms']:.0f} "
               f"p99 {b['uncommitted']['p99_ms']:.0f} ms; read_committed p99 {b['committed']['p99_ms']:.0f} ms; "

@@ -40,17 +40,20 @@ def table(result: dict[str, Any]) -> None:
     if lat:
         print(f"\nlatency of this version (parallelism {lat['parallelism']}, max parallelism {lat['max_parallelism']}, "
               f"{lat['dataset']}, {lat['max_rate']:,.0f} events/s = 100%)")
-        print(f"  warm-up: {lat['warmup_events']:,} events in {lat['warmup_s']:.1f} s after RUNNING "
-              f"(p99 {_f(lat['warmup_latency'].get('p99_ms'))} ms, excluded); consumer lag after it: "
-              f"{lat['consumer_lag_after_warmup']}")
-        print("  load  repeat  target/s  sent/s   p50   p95   p99   max   committed p50/p99   dropped (first "
-              f"{lat['drop_first_s']:g} s)")
+        print(f"  warm-up (excluded): {lat['warmup_events']:,} events predicted {lat['warmup_predicted_s']:.1f} s "
+              f"after RUNNING (their p99 {_f(lat['warmup_latency'].get('p99_ms'))} ms), then 2 checkpoints: "
+              f"{lat['warmup_s']:.1f} s in all; consumer lag after it: {lat['consumer_lag_after_warmup']}")
+        idle = ", ".join(f"{k} {v:.2f}" for k, v in lat["idle_cpu_cores"].items())
+        print(f"  cores with the job running and no input: {idle}")
+        print("  load  repeat  target/s  sent/s   p50   p95   p99   max   committed p50/p99   TM CPU ms/event   "
+              f"dropped (first {lat['drop_first_s']:g} s)")
         for b in lat["bursts"]:
             u, c, d = b["uncommitted"], b["committed"], b["dropped"]
             print(f"  {b['load']:>4.0%} {b['repeat']:>7} {b['target_rate']:>9,.0f} {b['sent_rate']:>7,.0f} "
                   f"{_f(u.get('p50_ms')):>5} {_f(u.get('p95_ms')):>5} {_f(u.get('p99_ms')):>5} {_f(u.get('max_ms')):>5}"
-                  f"   {_f(c.get('p50_ms')):>6} / {_f(c.get('p99_ms')):<6}     {d['n']} events, p99 "
-                  f"{_f(d.get('p99_ms'))} ms")
+                  f"   {_f(c.get('p50_ms')):>6} / {_f(c.get('p99_ms')):<6}    "
+                  f"{_f(b['taskmanager_cpu_ms_per_event'], '.2f'):>14}    {d['n']} events, "
+                  f"p99 {_f(d.get('p99_ms'))} ms")
         for load, s in lat["p99_spread"].items():
             print(f"  p99 at {load} load over {s['repeats']} repeats: min {s['p99_min_ms']:.0f} / median "
                   f"{s['p99_median_ms']:.0f} / max {s['p99_max_ms']:.0f} ms (read_committed median "
@@ -66,11 +69,16 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     runs = result["throughput"]
     lat = result.get("latency")
-    fig, axes = plt.subplots(1, 3 if lat else 2, figsize=(17 if lat else 12, 4.8))
+    fig, grid = plt.subplots(2 if lat else 1, 2, figsize=(14, 9 if lat else 4.8), squeeze=False)
+    axes = grid.ravel()
     labels = [f"{r['system']}\n{r['dataset']}" for r in runs]
     for ax, key, title in ((axes[0], "events_per_s", "Sustained throughput, events/s"),
                            (axes[1], "events_per_s_per_core", "events/s per core (all counted components)")):
         values = [r[key] for r in runs]
+        if not runs:
+            ax.axis("off")
+            ax.text(0.5, 0.5, "throughput skipped", ha="center")
+            continue
         ax.barh(labels, values, color=["tab:green" if r["system"] == "this version" else "tab:gray" for r in runs])
         ax.set_title(title)
         ax.invert_yaxis()
@@ -86,9 +94,19 @@ def chart(result: dict[str, Any], path: Path) -> None:
                            label=f"{load:.0%} load {q[:3]}")
         ax.axhline(500, color="black", linestyle=":", linewidth=1, label="target p99 500 ms")
         ax.set_xlabel("repeat")
+        ax.set_xticks(sorted({b["repeat"] for b in lat["bursts"]}))
         ax.set_ylabel("ms, event append -> prediction append")
         ax.set_title(f"Latency, parallelism {lat['parallelism']} (warm-up excluded)")
         ax.legend(fontsize=8)
+        ax = axes[3]
+        for b in lat["bursts"]:
+            t = np.array(b["timeline"])
+            ax.plot(t[:, 0], t[:, 3], linewidth=1, label=f"{b['load']:.0%} load, repeat {b['repeat']}")
+        ax.axvline(lat["drop_first_s"], color="black", linestyle=":", linewidth=1, label="dropped before this")
+        ax.set_xlabel("seconds since the burst's first event")
+        ax.set_ylabel("max latency in that second, ms")
+        ax.set_title("Latency over each burst")
+        ax.legend(fontsize=7)
     fig.suptitle(result.get("machine", ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
