@@ -6,6 +6,7 @@ VENV_STAMP := .venv/.installed
 GLUE_JAR := jvm/target/profile-engine-glue-0.1.0.jar
 RUN := $(shell python3 -m flink_jobs.config --shell | sed -n 's/^export PE_RUN_PATH=//p')
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,7 +50,7 @@ test: ## ONE COMMAND: set up, run unit + integration tests against real Kafka/Ca
 	bash deploy/test.sh $(PYTEST_ARGS)
 
 bench: up model ## benchmark: this vs the previous version, JVM floor, Python ceiling; latency (~35 min; bench/results/)
-	$(PY) -m bench.bench_pipeline
+	$(PY) -m bench.bench_pipeline $(BENCH_ARGS)
 
 unit: venv ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit
