@@ -1,7 +1,7 @@
 """End-to-end benchmark on the local real stack (issue 12): this version against the landed version
 before it, the framework's floor and the framework-free ceiling, on the same data and machine.
 
-    make bench        # = make up model + python -m bench.bench_pipeline (~35 min; --quick: ~15 min)
+    make bench        # = make up model + python -m bench.bench_pipeline (~35 min; --quick: 7-15 min)
 
 In one run:
   0. the batch engine alone (bench/bench_engine.py): CPU per process_batch call at batch sizes 1, 8,

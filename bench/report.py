@@ -95,6 +95,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ax.axhline(500, color="black", linestyle=":", linewidth=1, label="target p99 500 ms")
         ax.set_xlabel("repeat")
         ax.set_xticks(sorted({b["repeat"] for b in lat["bursts"]}))
+        ax.set_ylim(bottom=0)
         ax.set_ylabel("ms, event append -> prediction append")
         ax.set_title(f"Latency, parallelism {lat['parallelism']} (warm-up excluded)")
         ax.legend(fontsize=8)
