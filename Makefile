@@ -10,6 +10,7 @@ RUN := $(shell $(CONF_PY) -m flink_jobs.config --shell | sed -n 's/^export PE_RU
 # an invalid configuration leaves RUN empty: never let `rm` run on paths under /
 NEED_RUN = @test -n "$(RUN)" || { echo "the configuration is invalid: $(CONF_PY) -m flink_jobs.config --check" >&2; exit 1; }
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,8 +58,8 @@ demo: ## ONE COMMAND: set up, start the stack, train, submit the job, replay rea
 test: ## ONE COMMAND: set up, run unit + integration tests against real Kafka/Cassandra/Flink, stop
 	bash deploy/test.sh $(PYTEST_ARGS)
 
-bench: up model ## end-to-end benchmark: throughput vs the Python ceiling, latency (~20 min; figures in bench/results/)
-	$(PY) -m bench.bench_pipeline
+bench: up model ## benchmark: this vs the previous version, JVM floor, Python ceiling; latency (~35 min; bench/results/)
+	$(PY) -m bench.bench_pipeline $(BENCH_ARGS)
 
 unit: venv ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit

@@ -1,23 +1,30 @@
-"""End-to-end throughput and latency of the whole path on the local real stack, side by side with the
-framework-free Python ceiling and the per-event reference design.
+"""End-to-end benchmark on the local real stack (issue 12): this version against the landed version
+before it, the framework's floor and the framework-free ceiling, on the same data and machine.
 
-    make bench        # = make up model + python -m bench.bench_pipeline (~20 min; --quick: ~5 min)
+    make bench        # = make up model + python -m bench.bench_pipeline (~35 min; --quick: 7-15 min)
 
-What it runs (every run on fresh topics with broker append timestamps, and a fresh keyspace):
-  1. throughput: a dataset is preloaded into Kafka, then consumed as fast as it can be: the Flink job
-     (pipeline=micro-batch, checkpoints every checkpoint_interval_ms, exactly-once Kafka sink,
-     Cassandra), the framework-free ceiling (bench/python_ceiling.py, one process), and the per-event
-     job (pipeline=per-event) on a prefix. Datasets: the Taobao 2-hour slice (110k events, 66k
-     users) and a synthetic stream from the real data's distributions (bench/synthetic.py: 1M events,
-     ~100k users). Rate = predictions between the 5th and 95th percentile of their append times,
-     divided by that time span (start-up and tail left out). CPU = each process's CPU seconds during
-     the run / wall seconds (1.0 = one core).
-  2. latency: the micro-batch job running idle, then events produced at 50% and 80% of its measured
-     synthetic-stream rate; latency = prediction append time - event append time (same broker clock),
-     p50/p95/p99, read uncommitted (the transactional sink appends at once and commits at checkpoints;
-     read_committed consumers see predictions up to one checkpoint interval later).
+In one run:
+  0. the batch engine alone (bench/bench_engine.py): CPU per process_batch call at batch sizes 1, 8,
+     64, 512, fitted as fixed cost per call + cost per event;
+  1. throughput, each system on the same preloaded data (Taobao 2-hour slice; synthetic stream of
+     bench/synthetic.py), fresh topics (broker append timestamps) and keyspace per run:
+       - this version (flink_jobs/profile_job.py);
+       - the previous version (commit c3a087c), rebuilt in a git worktree under the run dir with its
+         own venv, jars and Flink cluster (bench/previous.py), same Kafka and Cassandra;
+       - the JVM-only floor (bench/floor_job.py): decode -> batch -> encode to Kafka, no Python;
+       - the framework-free Python loop (bench/python_ceiling.py).
+     The two Flink clusters run one at a time (this checkout's is stopped meanwhile and started
+     again at the end), the ceiling with no cluster up. Rate = outputs in the steady window (5th to
+     95th percentile of their append times) / its span. CPU of every component (TaskManager and
+     JobManager found afresh per run by their config dir, Kafka, Cassandra, the ceiling's process)
+     is sampled through the run and read for the same window: CPU-s per 1,000 events of the process
+     doing the profile work, cores per component, events/s per core. Job metrics at the end of each
+     run give the per-batch costs (batch size, Python time per batch, state flush per checkpoint).
+  2. latency of this version at parallelism 2 and 128 key groups (bench/latency.py): warm-up
+     excluded and reported, zero backlog before each burst, 50% and 80% of its measured rate,
+     3 repeats each, first seconds of each burst dropped, spread of p99 over the repeats.
 
-Figures are printed, written to bench/results/pipeline.json and drawn to bench/results/pipeline.png.
+Printed, written to bench/results/pipeline.json and drawn to bench/results/pipeline.png.
 """
 
 from __future__ import annotations
@@ -25,297 +32,156 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-from confluent_kafka.admin import NewTopic
-
-from bench import synthetic
+from bench import bench_engine, report, synthetic
+from bench.latency import events_needed, run_latency
+from bench.previous import COMMIT, Previous
+from bench.systems import jvm_floor, main_cluster, run_ceiling, run_flink, this_version
 from flink_jobs import submit
-from flink_jobs.cassandra_store import connect, create_schema
-from flink_jobs.config import ROOT, Config
-from tools import kafka_io, replay
-from udfs import schemas
-from udfs.avro import AvroCodec
-from udfs.profile import Event
+from flink_jobs.config import Config
+from tools import replay
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SYSTEMS = ("this", "previous", "floor", "ceiling")
+SKIPPABLE = (*SYSTEMS, "latency", "engine", "taobao", "synthetic")
 
 
-# --- stack plumbing -------------------------------------------------------------------------------
-def fresh(base: Config, **overrides: Any) -> Config:
-    """Own topics (broker append timestamps, so latency uses one clock) and keyspace."""
-    tag = uuid.uuid4().hex[:8]
-    cfg = Config.from_env(overrides=dict(
-        topic_events=f"bench-{tag}-events", topic_predictions=f"bench-{tag}-predictions",
-        topic_dlq=f"bench-{tag}-dlq", topic_late=f"bench-{tag}-late", consumer_group=f"bench-{tag}",
-        cassandra_keyspace=f"bench_{tag}", **overrides,
-    ))
-    conf = {"retention.ms": "-1", "message.timestamp.type": "LogAppendTime"}
-    topics = [NewTopic(t, num_partitions=base.topic_partitions, replication_factor=1, config=conf)
-              for t in kafka_io.all_topics(cfg)]
-    client = kafka_io.admin(cfg)  # must outlive the futures
-    for fut in client.create_topics(topics, operation_timeout=30).values():
-        fut.result()
-    create_schema(cfg)
-    return cfg
-
-
-def drop(cfg: Config) -> None:
-    client = kafka_io.admin(cfg)
-    for fut in client.delete_topics(kafka_io.all_topics(cfg), operation_timeout=30).values():
-        fut.result()
-    cluster, session = connect(cfg)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {cfg.cassandra_keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
-
-
-def component_pids(cfg: Config) -> dict[str, int]:
-    run = cfg.run_path
-    files = {"kafka": run / "kafka" / "kafka.pid", "cassandra": run / "cassandra" / "cassandra.pid",
-             "flink-jobmanager": run / "flink" / "flink--standalonesession.pid",
-             "flink-taskmanager": run / "flink" / "flink--taskexecutor.pid"}
-    out = {}
-    for name, f in files.items():
-        if f.exists():
-            out[name] = int(f.read_text().split()[0])
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (not of its children: the ceiling reports its own)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = dict(pids)
-        self.pids["bench (producer/consumer)"] = os.getpid()
-
-    def __enter__(self) -> CpuMeter:
-        self.t0 = time.perf_counter()
-        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.perf_counter() - self.t0
-        self.cores = {k: round((cpu_seconds(p) - self.c0[k]) / wall, 2) for k, p in self.pids.items()}
-
-
-class Watcher(threading.Thread):
-    """Counts (and keeps) every record appended to a topic, uncommitted ones included."""
-
-    def __init__(self, cfg: Config, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.cfg, self.topic = cfg, topic
-        self.records: list[tuple[int, bytes]] = []  # (append time ms, value)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        c = kafka_io.consumer(self.cfg, **{"isolation.level": "read_uncommitted"})
-        meta = c.list_topics(self.topic, timeout=10).topics[self.topic]
-        c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        try:
-            while not self.stop.is_set():
-                for m in c.consume(num_messages=10000, timeout=0.2):
-                    if not m.error():
-                        self.records.append((m.timestamp()[1], m.value()))
-        finally:
-            c.close()
-
-    def wait_for(self, n: int, timeout_s: float, job: Optional[tuple[Config, str]] = None) -> None:
-        deadline = time.monotonic() + timeout_s
-        while len(self.records) < n:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.records)} of {n} records on {self.topic} after {timeout_s:.0f} s")
-            if job is not None and submit.job_state(*job) in ("FAILED", "CANCELED"):
-                raise RuntimeError(f"job failed: {submit.exceptions(*job)}")
-            time.sleep(0.5)
-
-
-def steady_rate(append_ms: Sequence[int]) -> float:
-    t = np.sort(np.asarray(append_ms, dtype=np.int64))
-    lo, hi = int(len(t) * 0.05), int(len(t) * 0.95)
-    span = (t[hi] - t[lo]) / 1000
-    return (hi - lo) / span if span > 0 else float("nan")
-
-
-# --- the systems under test --------------------------------------------------------------------------
-def run_job(base: Config, events: list[Event], label: str, **overrides: Any) -> dict[str, Any]:
-    cfg = fresh(base, **overrides)
-    try:
-        replay.publish(cfg, events, progress=False)
-        w = Watcher(cfg, cfg.topic_predictions)
-        w.start()
-        with CpuMeter(component_pids(cfg)) as cpu:
-            job_id = submit.submit(cfg)
-            try:
-                w.wait_for(len(events), timeout_s=120 + len(events) / 100, job=(cfg, job_id))
-            finally:
-                submit.cancel(cfg, job_id)
-        w.stop.set()
-        rate = steady_rate([t for t, _ in w.records])
-        print(f"  {label}: {rate:,.0f} events/s  cpu {cpu.cores}", flush=True)
-        return {"system": label, "events": len(events), "events_per_s": rate, "cpu_cores": cpu.cores}
-    finally:
-        drop(cfg)
-
-
-def run_ceiling(base: Config, events: list[Event]) -> dict[str, Any]:
-    cfg = fresh(base)
-    try:
-        replay.publish(cfg, events, progress=False)
-        w = Watcher(cfg, cfg.topic_predictions)
-        w.start()
-        pids = component_pids(cfg)
-        pids = {k: v for k, v in pids.items() if not k.startswith("flink")}
-        flags = submit.config_flags(cfg)
-        proc = subprocess.Popen([sys.executable, "-m", "bench.python_ceiling", "--expected", str(len(events)), *flags],
-                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        with CpuMeter(pids) as cpu:
-            out, _ = proc.communicate(timeout=120 + len(events) / 100)  # it stops after the last event
-        stats = json.loads(out)
-        cpu.cores["python ceiling"] = round(stats["cpu_seconds"] / stats["wall_seconds"], 2)
-        w.wait_for(stats["predictions"], timeout_s=30)
-        w.stop.set()
-        rate = steady_rate([t for t, _ in w.records])
-        print(f"  python ceiling: {rate:,.0f} events/s  cpu {cpu.cores}  ({out.strip()})", flush=True)
-        return {"system": "python ceiling", "events": len(events), "events_per_s": rate, "cpu_cores": cpu.cores}
-    finally:
-        drop(cfg)
-
-
-def run_latency(base: Config, events: list[Event], rate: float, seconds: float) -> dict[str, Any]:
-    cfg = fresh(base)
-    n = int(rate * seconds)
-    sample = events[:n]
-    try:
-        job_id = submit.submit(cfg)
-        try:
-            submit.wait_tasks_running(cfg, job_id)
-            time.sleep(3)
-            w = Watcher(cfg, cfg.topic_predictions)
-            w.start()
-            with CpuMeter(component_pids(cfg)) as cpu:
-                sent = replay.publish(cfg, sample, rate=rate, progress=False)
-                w.wait_for(n, timeout_s=120, job=(cfg, job_id))
-            w.stop.set()
-        finally:
-            submit.cancel(cfg, job_id)
-        pred_codec, ev_codec = AvroCodec(schemas.PREDICTION), AvroCodec(schemas.EVENT)
-        appended = {}
-        for m in kafka_io.read_topic(cfg, cfg.topic_events, idle_timeout_s=3):
-            appended[ev_codec.decode(m.value())["event_id"]] = m.timestamp()[1]
-        lat = np.array([t - appended[pred_codec.decode(v)["event_id"]] for t, v in w.records], dtype=float)
-        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        print(f"  latency at {rate:,.0f} ev/s (sent {sent['events_per_s']:,.0f}/s): "
-              f"p50 {p50:.0f} ms  p95 {p95:.0f} ms  p99 {p99:.0f} ms  max {lat.max():.0f} ms", flush=True)
-        return {"target_rate": rate, "sent_rate": sent["events_per_s"], "events": n, "p50_ms": p50, "p95_ms": p95,
-                "p99_ms": p99, "max_ms": float(lat.max()), "cpu_cores": cpu.cores}
-    finally:
-        drop(cfg)
-
-
-def chart(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
-    runs = result["throughput"]
-    labels = [f"{r['system']}\n{r['dataset']}" for r in runs]
-    a.barh(labels, [r["events_per_s"] for r in runs], color="tab:blue")
-    a.set_xlabel("events/s (2 cores, whole stack on the machine)")
-    a.set_title("Sustained throughput")
-    for i, r in enumerate(runs):
-        a.text(r["events_per_s"], i, f" {r['events_per_s']:,.0f}", va="center")
-    lat = result["latency"]
-    x = np.arange(3)
-    for i, r in enumerate(lat):
-        label = f"{r['load']} ({r['target_rate']:,.0f}/s)"
-        b.bar(x + i * 0.35, [r["p50_ms"], r["p95_ms"], r["p99_ms"]], 0.35, label=label)
-    b.set_xticks(x + 0.175, ["p50", "p95", "p99"])
-    b.set_ylabel("ms, event append -> prediction append")
-    b.set_title("Latency of the micro-batch job")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def _args(argv: Sequence[str] | None, base: Config) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000, help="synthetic stream size")
     ap.add_argument("--users", type=int, default=110_000, help="synthetic user population")
-    ap.add_argument("--reference-events", type=int, default=30_000, help="per-event job: Taobao slice prefix")
-    ap.add_argument("--latency-seconds", type=float, default=40.0)
-    ap.add_argument("--quick", action="store_true", help="100k synthetic events, 20 s latency runs")
-    ap.add_argument("--skip", action="append", default=[], choices=["ceiling", "reference", "latency", "synthetic"])
+    ap.add_argument("--parallelism", type=int, default=2, help="of every Flink job (2 = both local slots)")
+    ap.add_argument("--max-parallelism", type=int, default=base.max_parallelism, help="key groups (latency runs)")
+    ap.add_argument("--latency-seconds", type=float, default=40.0, help="length of one burst")
+    ap.add_argument("--latency-repeats", type=int, default=3)
+    ap.add_argument("--latency-loads", default="0.5,0.8", help="fractions of this version's measured rate")
+    ap.add_argument("--latency-drop-s", type=float, default=5.0, help="first seconds of a burst left out")
+    ap.add_argument("--latency-warmup", type=int, default=2000, help="events predicted before measuring")
+    ap.add_argument("--latency-rate", type=float, default=None,
+                    help="100%% load in events/s (default: this version's rate on the last dataset)")
+    ap.add_argument("--previous-commit", default=COMMIT)
+    ap.add_argument("--previous-rest-host", default=None,
+                    help="REST host of the previous version's cluster (default: the same as this one's)")
+    ap.add_argument("--quick", action="store_true",
+                    help="20k synthetic events only, 15 s bursts, 1 repeat, small warm-up")
+    ap.add_argument("--skip", action="append", default=[], choices=SKIPPABLE)
     args = ap.parse_args(argv)
     if args.quick:
-        args.events, args.users, args.latency_seconds = 100_000, 11_000, 20.0
+        args.events, args.users = 20_000, 2_500
+        args.latency_seconds, args.latency_repeats, args.latency_drop_s, args.latency_warmup = 15.0, 1, 3.0, 500
+        args.skip.append("taobao")
+    return args
+
+
+def _other_jobs(base: Config) -> list[str]:
+    live = ("RUNNING", "CREATED", "RESTARTING")
+    return [f"{j['name']} ({j['jid']})" for j in submit.jobs(base) if j["state"] in live]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     base = Config.from_env()
+    args = _args(argv, base)
+    skip = set(args.skip)
     submit.rest(base, "/overview")  # the stack must be up: fail now, not after generating data
+    if busy := _other_jobs(base):
+        raise SystemExit(f"jobs are running on {base.flink_rest_url}: {busy}; cancel them first (they would "
+                         "share the machine, and the bench stops this cluster while the previous version runs)")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    datasets = {"taobao 2h slice": replay.load(base, "taobao-slice")}
-    if "synthetic" not in args.skip:
-        datasets[f"synthetic {args.events // 1000}k"] = synthetic.generate(base, args.events, args.users)
+    loads = tuple(float(x) for x in args.latency_loads.split(","))
     result: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} cores", "checkpoint_interval_ms": base.checkpoint_interval_ms,
-        "delivery_guarantee": base.delivery_guarantee, "throughput": [], "latency": [],
+        "machine": f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}",
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "parallelism": args.parallelism,
+        "checkpoint_interval_ms": base.checkpoint_interval_ms, "delivery_guarantee": base.delivery_guarantee,
+        "previous_commit": args.previous_commit, "throughput": [], "ratios": {}, "latency": None,
     }
+    if "engine" not in skip:
+        result["engine"] = bench_engine.run(base)
+        bench_engine.show(result["engine"])
+    previous = None
+    if "previous" not in skip:
+        previous = Previous(base, args.previous_commit, args.previous_rest_host)
+        previous.prepare()  # before anything is measured: building it loads the machine
+
+    datasets: dict[str, list] = {}
+    if "taobao" not in skip:
+        datasets["taobao 2h slice"] = replay.load(base, "taobao-slice")
+    if "synthetic" not in skip:
+        datasets[f"synthetic {args.events // 1000}k"] = synthetic.generate(base, args.events, args.users)
     for name, events in datasets.items():
         print(f"{name}: {len(events):,} events, {len({e.user_id for e in events}):,} users", flush=True)
-        runs = [run_job(base, events, "flink micro-batch", pipeline="micro-batch")]
-        if "ceiling" not in args.skip:
-            runs.append(run_ceiling(base, events))
-        for r in runs:
-            result["throughput"].append(dict(r, dataset=name, users=len({e.user_id for e in events})))
-    if "reference" not in args.skip:
-        events = datasets["taobao 2h slice"][: args.reference_events]
-        print(f"per-event reference on the first {len(events):,} events of the Taobao slice", flush=True)
-        r = run_job(base, events, "flink per-event", pipeline="per-event")
-        result["throughput"].append(dict(r, dataset=f"taobao 2h slice, first {len(events) // 1000}k",
-                                         users=len({e.user_id for e in events})))
-    tp = {(r["system"], r["dataset"]): r["events_per_s"] for r in result["throughput"]}
+
+    def record(run: dict[str, Any], name: str) -> None:
+        result["throughput"].append(dict(run, dataset=name, users=len({e.user_id for e in datasets[name]})))
+
+    # this checkout's cluster: this version and the floor
+    for name, events in datasets.items():
+        for key, system in (("this", this_version(base)), ("floor", jvm_floor(base))):
+            if key not in skip:
+                print(f"{system.label} on {name}", flush=True)
+                record(run_flink(base, system, events, args.parallelism), name)
+    # the previous version's cluster, then the ceiling, with this checkout's cluster stopped
+    if previous is not None or "ceiling" not in skip:
+        main_cluster("stop")
+        try:
+            if previous is not None:
+                previous.cluster("start")
+                try:
+                    for name, events in datasets.items():
+                        print(f"previous version ({args.previous_commit}) on {name}", flush=True)
+                        record(run_flink(base, previous.system(), events, args.parallelism), name)
+                finally:
+                    previous.cluster("stop")
+            if "ceiling" not in skip:
+                for name, events in datasets.items():
+                    print(f"python ceiling on {name}", flush=True)
+                    record(run_ceiling(base, events), name)
+        finally:
+            main_cluster("start")
+
+    by = {(r["system"], r["dataset"]): r for r in result["throughput"]}
     for name in datasets:
-        if ("python ceiling", name) in tp:
-            ratio = tp[("flink micro-batch", name)] / tp[("python ceiling", name)]
-            result.setdefault("ratio_to_ceiling", {})[name] = ratio
-    if "latency" not in args.skip:
-        lat_name = list(datasets)[-1]
-        max_rate = tp[("flink micro-batch", lat_name)]
-        for load in (0.5, 0.8):
-            print(f"latency at {load:.0%} of {max_rate:,.0f} events/s ({lat_name})", flush=True)
-            r = run_latency(base, datasets[lat_name], max_rate * load, args.latency_seconds)
-            result["latency"].append(dict(r, load=f"{load:.0%} load", dataset=lat_name))
-    (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2))
-    if result["latency"]:
-        chart(result, RESULTS / "pipeline.png")
-    print("\nsystem                 dataset                              events/s   cpu (cores)")
-    for r in result["throughput"]:
-        cores = ", ".join(f"{k} {v}" for k, v in r["cpu_cores"].items())
-        print(f"{r['system']:<22} {r['dataset']:<36} {r['events_per_s']:>9,.0f}   {cores}")
-    for name, ratio in result.get("ratio_to_ceiling", {}).items():
-        print(f"micro-batch job / python ceiling on {name}: {ratio:.2f}")
-    for r in result["latency"]:
-        print(f"latency {r['load']} ({r['target_rate']:,.0f} ev/s): p50 {r['p50_ms']:.0f} ms, "
-              f"p95 {r['p95_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms")
-    print(f"written: {RESULTS / 'pipeline.json'}" + (f", {RESULTS / 'pipeline.png'}" if result["latency"] else ""))
+        this = by.get(("this version", name))
+        prev = by.get((f"previous ({args.previous_commit})", name))
+        if this is None:
+            continue
+        ratios = {}
+        if prev:
+            ratios["events/s this/previous"] = this["events_per_s"] / prev["events_per_s"]
+            ratios["TaskManager CPU-s per 1k events this/previous"] = (
+                this["proc_cpu_s_per_1k"] / prev["proc_cpu_s_per_1k"])
+        for label, key in (("floor", "JVM floor"), ("ceiling", "python ceiling")):
+            if (key, name) in by:
+                ratios[f"events/s this/{label}"] = this["events_per_s"] / by[(key, name)]["events_per_s"]
+        result["ratios"][name] = ratios
+
+    if "latency" not in skip:
+        lat_name = list(datasets)[-1] if datasets else None
+        max_rate = args.latency_rate or (by[("this version", lat_name)]["events_per_s"]
+                                         if ("this version", lat_name) in by else None)
+        if max_rate is None:
+            raise SystemExit("latency: no measured rate of this version; pass --latency-rate")
+        need = events_needed(max_rate, loads, args.latency_repeats, args.latency_seconds, args.latency_warmup)
+        # a stream of its own, sized to the bursts, from the same distributions (and user population)
+        stream = synthetic.generate(base, need, args.users, seed=11)
+        print(f"latency at {', '.join(f'{x:.0%}' for x in loads)} of {max_rate:,.0f} events/s, "
+              f"{args.latency_repeats} repeat(s) of {args.latency_seconds:g} s", flush=True)
+        lat = run_latency(base, stream, max_rate, loads, args.latency_repeats, args.latency_seconds,
+                          args.latency_drop_s, args.latency_warmup, args.parallelism, args.max_parallelism)
+        result["latency"] = dict(lat, max_rate=max_rate, dataset=f"synthetic {len(stream) // 1000}k (seed 11)")
+
+    (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2, default=str))
+    drawn = bool(result["throughput"] or result["latency"])
+    if drawn:
+        report.chart(result, RESULTS / "pipeline.png")
+    if result.get("engine"):
+        print()
+        bench_engine.show(result["engine"])
+    report.table(result)
+    print(f"written: {RESULTS / 'pipeline.json'}" + (f", {RESULTS / 'pipeline.png'}" if drawn else ""))
     return 0
 
 

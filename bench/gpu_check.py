@@ -93,6 +93,7 @@ def load(cls: type[OnnxModel], path: Path, provider: str, threads: int = 1) -> t
     except ProviderUnavailableError as exc:
         return None, {"asked": provider, "error": str(exc)}
     return m, {"asked": provider, "provider": m.provider, "session_providers": m.session.get_providers(),
+               "runs_on": m.runs_on, "cpu_nodes": m.describe()["cpu_nodes"],
                "load_s": round(time.perf_counter() - t0, 3)}
 
 

@@ -12,6 +12,7 @@ from udfs.profile import (
     Before,
     Event,
     Profile,
+    Session,
     current_session,
     interest_shares,
     profile_view,
@@ -19,6 +20,8 @@ from udfs.profile import (
     window_aggregates,
 )
 from udfs.settings import ProfileSettings
+
+DAY_MS = 86_400_000
 
 
 def _windowed_names() -> list[str]:
@@ -29,10 +32,74 @@ def _windowed_names() -> list[str]:
 WINDOW_FEATURE_NAMES: list[str] = _windowed_names()
 FEATURE_NAMES: list[str] = WINDOW_FEATURE_NAMES + [f["name"] for f in schemas.features_doc()["features"]]
 FEATURES_VERSION: int = int(schemas.features_doc()["version"])
+# The window that bounds the "*_7d" activity and recency features (a key of params.windows).
+ACTIVITY_WINDOW: str = str(schemas.features_doc()["params"]["activity_window"])
+# Features that grow with the observation window (lifetime counts and ages): computed for audits and
+# the profile, but a model must not use them, because training histories are cut at the data's start
+# and serving ones are not (schemas/features.json marks them "bounded": false).
+UNBOUNDED_FEATURES: frozenset[str] = frozenset(
+    f["name"] for f in schemas.features_doc()["features"] if f.get("bounded", True) is False
+)
 
 
 def _log_secs(ms: float) -> float:
     return math.log1p(max(ms, 0.0) / 1000.0)
+
+
+def _activity(after: Profile, ev: Event, session: Session, s: ProfileSettings) -> dict[str, float]:
+    """One pass over the tiles for the window-bounded signals: active days and the last cart in the
+    activity window ending at ``t``'s tile, and the current session's counts per event type. A
+    session's tiles hold only its own events: the gap between sessions (30 min) is longer than a tile
+    (5 min), so no other session's event shares a tile with it."""
+    t = ev.event_time
+    horizon = s.windows[ACTIVITY_WINDOW]
+    end = tile_start(t, s)
+    lo = end - horizon
+    s_lo, s_hi = tile_start(session.start, s), tile_start(session.last, s)
+    days: set[int] = set()
+    last_cart: Optional[int] = None
+    item_tiles = 0
+    n = [0, 0, 0, 0]
+    for start, tile in after.tiles.items():
+        if lo < start <= end:
+            days.add((end - start) // DAY_MS)
+            item_tiles += ev.item_id in tile.item_ids
+            if tile.n_cart and (last_cart is None or start > last_cart):
+                last_cart = start
+        if s_lo <= start <= s_hi:
+            n[0] += tile.n_view
+            n[1] += tile.n_cart
+            n[2] += tile.n_fav
+            n[3] += tile.n_purchase
+    since_cart = horizon if last_cart is None else min(t - last_cart, horizon)
+    return {
+        f"active_days_{ACTIVITY_WINDOW}": float(len(days)),
+        f"log_secs_since_cart_{ACTIVITY_WINDOW}": _log_secs(since_cart),
+        "session_n_view": float(n[0]),
+        "session_n_cart": float(n[1]),
+        "session_n_fav": float(n[2]),
+        "session_n_purchase": float(n[3]),
+        f"item_tiles_{ACTIVITY_WINDOW}": float(item_tiles),
+        "session_item_events": float(sum(1 for _, item in after.recent[-session.events:] if item == ev.item_id))
+        if session.events else 0.0,
+    }
+
+
+def _bounded(d: dict[str, float], before: Optional[Before], t: int, s: ProfileSettings) -> dict[str, float]:
+    """Rates and recencies over the activity window only (``d`` holds its aggregates and active days)."""
+    w = ACTIVITY_WINDOW
+    horizon = s.windows[w]
+    lpt = before.last_purchase_time if before is not None else None
+    since_purchase = horizon if lpt is None else min(max(t - lpt, 0), horizon)
+    active = max(d[f"active_days_{w}"], 1.0)
+    n_events = d[f"n_view_{w}"] + d[f"n_cart_{w}"] + d[f"n_fav_{w}"] + d[f"n_purchase_{w}"]
+    return {
+        f"log_secs_since_purchase_{w}": _log_secs(since_purchase),
+        f"events_per_active_day_{w}": n_events / active,
+        f"purchases_per_active_day_{w}": d[f"n_purchase_{w}"] / active,
+        f"cart_to_purchase_{w}": d[f"n_purchase_{w}"] / (d[f"n_cart_{w}"] + 1.0),
+        f"view_to_cart_{w}": d[f"n_cart_{w}"] / (d[f"n_view_{w}"] + 1.0),
+    }
 
 
 def feature_dict(
@@ -69,6 +136,8 @@ def feature_dict(
         ev_purchase=1.0 if ev.event_type == "purchase" else 0.0,
         hour_of_day_utc=float((t // 3_600_000) % 24),
     )
+    d.update(_activity(after, ev, session, s))
+    d.update(_bounded(d, before, t, s))
     return d
 
 

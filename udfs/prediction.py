@@ -4,7 +4,7 @@ by the Flink operators and the framework-free benchmark."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -24,17 +24,22 @@ class Scores(NamedTuple):
     segment: int
     segment_name: str
     segment_model_version: str
+    # top-k targeting of the model (udfs.model_contract.Decision); None from a model without one
+    decision: Optional[bool] = None
+    score_decile: Optional[int] = None
 
 
 def score_batch(scorer: OnnxScorer, segmenter: OnnxSegmenter, vectors: Sequence[Sequence[float]]) -> list[Scores]:
     """Both models over all vectors in one call each (ONNX cost is per call, not per row)."""
     x = np.asarray(vectors, dtype=np.float32)
     scores = scorer.score(x)
+    decisions, deciles = scorer.decide(scores)
     segments = segmenter.assign(x)
     out = []
-    for score, seg in zip(scores, segments, strict=True):
+    for score, seg, dec, decile in zip(scores, segments, decisions, deciles, strict=True):
         seg = int(seg)
-        out.append(Scores(float(score), scorer.model_version, seg, segmenter.name_of(seg), segmenter.model_version))
+        out.append(Scores(float(score), scorer.model_version, seg, segmenter.name_of(seg), segmenter.model_version,
+                          dec, decile))
     return out
 
 
@@ -56,5 +61,7 @@ def prediction_row(
         "segment_model_version": scores.segment_model_version,
         "scored_at": scored_at,
         "features": features,
+        "decision": scores.decision,
+        "score_decile": scores.score_decile,
     }
     return [pred[f] for f in PREDICTION_FIELDS]

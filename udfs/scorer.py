@@ -1,13 +1,12 @@
 """ONNX scoring wrapper used by the Flink scoring operator and by the offline tools. Pure Python (no
 pyflink): load the exported propensity model once, check that it was trained on the feature list this
-code computes, pick an execution provider, and score float32 batches. ``OnnxModel`` holds the loading
-part that the segment model (``udfs.segmenter.OnnxSegmenter``) shares.
+code computes, pick an execution provider, say where the graph's nodes run, and score float32 batches.
+``OnnxModel`` holds the loading part that the segment model (``udfs.segmenter.OnnxSegmenter``) shares.
 
-The model contract (written by ``model_export.train``):
-- one float32 input ``[None, n_features]``;
-- outputs ``label`` and ``probabilities`` ``[n, 2]`` (ZipMap off, so no per-row Python dicts);
-- ``metadata_props``: ``model_version``, ``feature_names`` (JSON list), ``features_version``,
-  ``horizon_hours``, ``label_definition``, ``training_data_fingerprint``, ``metrics``, ``created_by``.
+The model contract is ``udfs.model_contract`` (written by ``model_export``): one float32 input
+``[None, n_features]``; output ``probabilities`` ``[n, 2]``; ``metadata_props`` with ``model_version``,
+``feature_names`` (JSON list), ``features_version``, ``horizon_hours``, ``label_definition``, and
+optionally ``decision`` (top-k targeting: the threshold and the score deciles a prediction carries).
 """
 
 from __future__ import annotations
@@ -21,13 +20,17 @@ from typing import Any, Optional
 import numpy as np
 import onnxruntime as ort
 
+from udfs import model_contract as mc
 from udfs.features import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
+CPU = mc.CPU
+CUDA = mc.CUDA
 PROVIDER_CHOICES = ("auto", "cuda", "cpu")
+# A CUDA session must run every node on the GPU or not start: without this, onnxruntime quietly places
+# nodes it has no CUDA kernel for on the CPU and the session still reports CUDA as its provider.
+NO_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
 
 
 class ModelMismatchError(ValueError):
@@ -67,9 +70,11 @@ class OnnxModel:
     """An exported model loaded once: file check, execution provider, metadata, feature-list check, one
     float32 input ``[None, n_features]``. Subclasses bind their outputs in ``_bind_outputs``.
 
-    ``provider``: 'auto' (CUDA when the runtime lists it and a session really starts on it, else CPU),
-    'cuda' (CUDA or an error) or 'cpu'. ``intra_op_num_threads`` defaults to 1 because the job runs one
-    scorer per task slot (one per core): more threads per scorer would only oversubscribe the cores.
+    ``provider``: 'auto' (CUDA when the runtime lists it and a session starts on it with every node on
+    the GPU, else CPU), 'cuda' (that, or an error) or 'cpu'. CUDA sessions are created with
+    ``session.disable_cpu_ep_fallback``, so a graph with a CPU-only op never runs half on the CPU while
+    reporting CUDA. ``intra_op_num_threads`` defaults to 1 because the job runs one scorer per task slot
+    (one per core): more threads per scorer would only oversubscribe the cores.
     """
 
     def __init__(
@@ -94,6 +99,8 @@ class OnnxModel:
 
         self.session = self._create_session(provider)
         self.provider: str = self.session.get_providers()[0]
+        self.node_placement: list[tuple[str, str]] = self._node_placement()
+        self.runs_on: str = "CUDA" if self.node_placement and all(p == CUDA for _, p in self.node_placement) else "CPU"
 
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.model_version: str = self.metadata.get("model_version", "unknown")
@@ -115,14 +122,39 @@ class OnnxModel:
             )
         self._bind_outputs()
         log.info(
-            "%s loaded %s (model_version=%s, %d features) on %s",
-            type(self).__name__, self.path.name, self.model_version, self.n_features, self.provider,
+            "%s loaded %s (model_version=%s, %d features) on %s; nodes run on %s",
+            type(self).__name__, self.path.name, self.model_version, self.n_features, self.provider, self.runs_on,
         )
 
     # --- loading ---------------------------------------------------------------------------------
 
     def _session(self, providers: list[str]) -> ort.InferenceSession:
-        return ort.InferenceSession(str(self.path), sess_options=self._opts, providers=providers)
+        opts = self._opts
+        if CUDA in providers:
+            opts = self._cuda_options()
+        return ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+
+    def _cuda_options(self) -> ort.SessionOptions:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self._opts.intra_op_num_threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 4  # a refused CUDA session raises, with the reason; no log line twice
+        opts.add_session_config_entry(NO_CPU_FALLBACK, "1")
+        return opts
+
+    def graph_ops(self) -> list[tuple[str, str]]:
+        """(domain, op type) of every node of the loaded file (onnx imported here only: the job's
+        workers load it once per model)."""
+        import onnx  # noqa: PLC0415
+
+        return [(n.domain, n.op_type) for n in onnx.load(str(self.path), load_external_data=False).graph.node]
+
+    def _node_placement(self) -> list[tuple[str, str]]:
+        """(op type, provider) per node: CUDA where the session runs on CUDA and the op has a CUDA kernel
+        (``udfs.model_contract.CUDA_OPS``), else CPU. Derived from the graph, not from what was asked."""
+        on_cuda = self.provider == CUDA
+        return [(op, CUDA if on_cuda and mc.runs_on_cuda(domain, op) else CPU) for domain, op in self.graph_ops()]
 
     def _create_session(self, provider: str) -> ort.InferenceSession:
         available = ort.get_available_providers()
@@ -134,6 +166,9 @@ class OnnxModel:
                     f"provider 'cuda' asked for, but this onnxruntime build offers only {available} "
                     "(install onnxruntime-gpu, or use provider 'auto'/'cpu')"
                 )
+            cpu_only = mc.ops_without_cuda(self.graph_ops())
+            if cpu_only:  # onnxruntime would refuse them (NO_CPU_FALLBACK); this names them
+                raise ProviderUnavailableError(f"{self.path.name} has ops without CUDA kernels: {cpu_only}")
             try:
                 session = self._session([CUDA])
             except Exception as exc:  # ORT raises bare RuntimeError/Fail variants
@@ -145,10 +180,16 @@ class OnnxModel:
                 )
             return session
         # auto: onnxruntime-gpu lists CUDA even on hosts without a GPU or CUDA libraries, and then
-        # either raises or silently falls back; only a session that really runs on CUDA counts.
+        # either raises or silently falls back; only a session that really runs on CUDA counts, and only
+        # for a graph whose every node has a CUDA kernel (else the CPU session is the honest one).
         if CUDA in available:
+            cpu_only = mc.ops_without_cuda(self.graph_ops())
+            if cpu_only:
+                log.info("%s has ops without CUDA kernels (%s); using CPU", self.path.name, cpu_only)
+                return self._session([CPU])
             try:
-                session = self._session([CUDA, CPU])
+                # CUDA alone: with NO_CPU_FALLBACK set, onnxruntime refuses a list that also names the CPU
+                session = self._session([CUDA])
                 if session.get_providers()[0] == CUDA:
                     return session
                 log.info("CUDAExecutionProvider listed but unusable here; using CPU")
@@ -194,8 +235,10 @@ class OnnxModel:
             "path": str(self.path),
             "model_version": self.model_version,
             "provider": self.provider,
+            "runs_on": self.runs_on,
+            "cpu_nodes": sorted({op for op, p in self.node_placement if p == CPU}),
             "n_features": self.n_features,
-            "features_version": self.metadata.get("features_version"),
+            "features_version": self.metadata.get(mc.FEATURES_VERSION),
         }
 
 
@@ -205,11 +248,15 @@ class OnnxScorer(OnnxModel):
 
     def _bind_outputs(self) -> None:
         self._output_name = self._probability_output()
+        try:
+            self.decision: Optional[mc.Decision] = mc.Decision.from_metadata(self.metadata)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelMismatchError(f"{self.path}: metadata '{mc.DECISION}' is unreadable: {exc}") from exc
 
     def _probability_output(self) -> str:
         outputs = self.session.get_outputs()
         for out in outputs:
-            if out.name == "probabilities":
+            if out.name == mc.PROBABILITIES:
                 return out.name
         # Fallback for models exported by other tools: the first 2-D tensor output.
         for out in outputs:
@@ -229,5 +276,16 @@ class OnnxScorer(OnnxModel):
         (proba,) = self.session.run([self._output_name], {self.input_name: x})
         return np.asarray(proba[:, 1], dtype=np.float64)
 
+    def decide(self, scores: np.ndarray) -> tuple[list[Optional[bool]], list[Optional[int]]]:
+        """(decision, score decile) per score; None for both when the model carries no decision (one
+        exported before it existed)."""
+        if self.decision is None:
+            return [None] * len(scores), [None] * len(scores)
+        return ([bool(d) for d in self.decision.decide(scores)],
+                [int(d) for d in self.decision.deciles(scores)])
+
     def describe(self) -> dict[str, Any]:
-        return super().describe() | {"horizon_hours": self.metadata.get("horizon_hours")}
+        return super().describe() | {
+            "horizon_hours": self.metadata.get(mc.HORIZON_HOURS),
+            "decision": None if self.decision is None else json.loads(self.decision.to_json()),
+        }

@@ -1,8 +1,8 @@
 """User segments from the exported k-means model (``artifacts/segments.onnx``). Pure Python (no pyflink).
 
-Same loading as the propensity scorer (``udfs.scorer.OnnxModel``: provider choice, feature-list check
-against ``udfs.features.FEATURE_NAMES``, ``ModelMismatchError``). The model contract (written by
-``model_export.train``):
+Same loading as the propensity scorer (``udfs.scorer.OnnxModel``: provider choice, node placement,
+feature-list check against ``udfs.features.FEATURE_NAMES``, ``ModelMismatchError``). The model contract
+(``udfs.model_contract``, written by ``model_export.segments``):
 - one float32 input ``features`` ``[None, n_features]`` -- the whole feature vector; the graph itself
   selects the columns it clusters on and log-transforms the skewed ones;
 - outputs ``label`` (int64 ``[n]``, the segment) and ``scores`` (``[n, k]`` distances to the centres);
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from udfs import model_contract as mc
 from udfs.scorer import ModelMismatchError, OnnxModel
 
 
@@ -26,18 +27,18 @@ class OnnxSegmenter(OnnxModel):
 
     def _bind_outputs(self) -> None:
         outputs = {o.name: o for o in self.session.get_outputs()}
-        if "label" not in outputs:
-            raise ModelMismatchError(f"{self.path}: no 'label' output: {sorted(outputs)}")
+        if mc.SEGMENT_LABEL not in outputs:
+            raise ModelMismatchError(f"{self.path}: no '{mc.SEGMENT_LABEL}' output: {sorted(outputs)}")
         try:
-            self.k = int(self.metadata["k"])
-            names = json.loads(self.metadata["segment_names"])
+            self.k = int(self.metadata[mc.SEGMENT_K])
+            names = json.loads(self.metadata[mc.SEGMENT_NAMES])
         except (KeyError, ValueError) as exc:
             raise ModelMismatchError(
                 f"{self.path}: not a segment model (metadata 'k' / 'segment_names' missing or bad: {exc})"
             ) from exc
         if not isinstance(names, list) or len(names) != self.k or self.k < 1:
             raise ModelMismatchError(f"{self.path}: k={self.k} but {len(names)} segment names")
-        width = (outputs["scores"].shape or [None, None])[-1] if "scores" in outputs else None
+        width = (outputs[mc.SEGMENT_SCORES].shape or [None, None])[-1] if mc.SEGMENT_SCORES in outputs else None
         if isinstance(width, int) and width != self.k:
             raise ModelMismatchError(f"{self.path}: k={self.k} but 'scores' has {width} columns")
         self.segment_names: list[str] = [str(n) for n in names]
@@ -47,7 +48,7 @@ class OnnxSegmenter(OnnxModel):
         x = self._batch(batch)
         if x.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
-        (label,) = self.session.run(["label"], {self.input_name: x})
+        (label,) = self.session.run([mc.SEGMENT_LABEL], {self.input_name: x})
         return np.asarray(label, dtype=np.int64).reshape(-1)
 
     def name_of(self, segment: int) -> str:

@@ -1,5 +1,5 @@
-"""udfs.segmenter.OnnxSegmenter on a tiny segment model trained here: agreement with scikit-learn, shapes
-and range of ``assign``, metadata, feature-list check, provider choice."""
+"""udfs.segmenter.OnnxSegmenter on a tiny segment model trained here: agreement with the numpy model,
+shapes and range of ``assign``, metadata, feature-list check, provider choice, node placement."""
 
 from __future__ import annotations
 
@@ -12,65 +12,61 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from flink_jobs.config import ROOT, Config
-from model_export import train
-from model_export.train import DAY_MS, WINDOW_START_MS, SegmentParams, TrainParams
+from flink_jobs.config import ROOT
+from model_export import export, models, segments
+from model_export.segments import SegmentModel, SegmentParams
+from tests.unit.model_helpers import export_linear, small
+from udfs import model_contract as mc
 from udfs.features import FEATURE_NAMES, FEATURES_VERSION
 from udfs.scorer import ModelMismatchError
 from udfs.segmenter import OnnxSegmenter
 
-HEAD = Config().taobao_dir / "UserBehavior_head_84k.csv"
 CUDA_PRESENT = "CUDAExecutionProvider" in ort.get_available_providers()
-PARAMS = SegmentParams(k=5, n_init=2)
+K = 4
+PARAMS = SegmentParams(k=K, n_init=2)
 
 
-def _export(pipe, names: list[str], path: Path, feature_names: list[str] = FEATURE_NAMES) -> Path:
-    meta = train.segments_metadata(train.segments_version({"file": "test"}, PARAMS, pipe), pipe, names, PARAMS,
-                                   {"file": "test"}, feature_names=feature_names)
-    return train.export_segments(pipe, path, meta)
+def _export(model: SegmentModel, names: list[str], path: Path, feature_names: list[str] = FEATURE_NAMES) -> Path:
+    meta = segments.metadata("segments-test", model, names, PARAMS, "rates_focus", {"file": "test"}, feature_names)
+    return export.write_onnx(model.to_onnx(len(feature_names)), path, meta, "test")
 
 
 @pytest.fixture(scope="module")
 def seg(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    params = TrainParams()
-    events, _ = train.load_events(HEAD, limit=8_000)
-    ds = train.build_dataset(events, params.horizon_ms)
-    split = train.split_rows(ds, WINDOW_START_MS + 6 * DAY_MS, params.horizon_ms)
-    pipe = train.fit_segmenter(ds.X[split.train], PARAMS)
-    names, _ = train.describe_segments(pipe)
+    ds, split = small()
+    model = SegmentModel(segments.segment_columns(FEATURE_NAMES, "rates_focus"), K, n_init=2).fit(ds.X[split.train])
+    names = segments.describe(model)
     d = tmp_path_factory.mktemp("segmenter")
-    return {"pipe": pipe, "names": names, "path": _export(pipe, names, d / "segments.onnx"),
-            "X": ds.X[split.val], "ds": ds, "dir": d}
+    return {"model": model, "names": names, "path": _export(model, names, d / "segments.onnx"), "X": ds.X[split.val],
+            "ds": ds, "dir": d}
 
 
 @pytest.mark.parametrize("n", [1, 7, 64, 1000])
-def test_assign_matches_sklearn(seg: dict, n: int) -> None:
+def test_assign_matches_the_model(seg: dict, n: int) -> None:
     s = OnnxSegmenter(seg["path"], provider="cpu")
     X = seg["X"][:n]
     got = s.assign(X)
-    assert got.shape == (n,) and got.dtype == np.int64
-    assert np.all((got >= 0) & (got < s.k))
-    np.testing.assert_array_equal(got, seg["pipe"].predict(X))
+    assert got.shape == (n,) and got.dtype == np.int64 and np.all((got >= 0) & (got < s.k))
+    np.testing.assert_array_equal(got, seg["model"].predict(X))
 
 
 def test_assign_all_validation_rows_uses_every_segment(seg: dict) -> None:
-    s = OnnxSegmenter(seg["path"], provider="cpu")
-    got = s.assign(seg["X"])
-    np.testing.assert_array_equal(got, seg["pipe"].predict(seg["X"]))
-    assert set(np.unique(got)) == set(range(PARAMS.k))
+    got = OnnxSegmenter(seg["path"], provider="cpu").assign(seg["X"])
+    np.testing.assert_array_equal(got, seg["model"].predict(seg["X"]))
+    assert set(np.unique(got)) == set(range(K))
 
 
-def test_metadata(seg: dict) -> None:
+def test_metadata_and_placement(seg: dict) -> None:
     s = OnnxSegmenter(seg["path"])  # auto
     assert s.provider == ("CUDAExecutionProvider" if CUDA_PRESENT else "CPUExecutionProvider")
-    assert s.model_version.startswith(f"segments-v{FEATURES_VERSION}-")
-    assert s.k == PARAMS.k
-    assert s.segment_names == seg["names"] and len(s.segment_names) == s.k
-    assert len(set(s.segment_names)) == s.k and all(s.segment_names)
-    assert s.feature_names == FEATURE_NAMES and s.input_name == "features"
-    assert s.name_of(0) == s.segment_names[0]
+    assert s.model_version == "segments-test" and s.k == K
+    assert s.segment_names == seg["names"] and len(set(s.segment_names)) == s.k and all(s.segment_names)
+    assert s.feature_names == FEATURE_NAMES and s.input_name == "features" and s.name_of(0) == s.segment_names[0]
     info = s.describe()
-    assert info["k"] == PARAMS.k and info["model_version"] == s.model_version
+    assert info["k"] == K and info["model_version"] == s.model_version
+    assert info["runs_on"] == ("CUDA" if CUDA_PRESENT else "CPU")
+    s.provider = mc.CUDA
+    assert {p for _, p in s._node_placement()} == {mc.CUDA}  # every node of the graph has a CUDA kernel
 
 
 def test_batch_shapes(seg: dict) -> None:
@@ -105,8 +101,8 @@ def _swapped() -> list[str]:
 def test_feature_mismatch_is_refused(seg: dict, tmp_path: Path, names: list[str], must_name: list[str]) -> None:
     ds = seg["ds"]
     X = ds.X[:, : len(names)] if len(names) <= ds.X.shape[1] else np.column_stack([ds.X, np.zeros(len(ds.X))])
-    pipe = train.make_segmenter(PARAMS, names).fit(X)
-    path = _export(pipe, [f"s{i}" for i in range(PARAMS.k)], tmp_path / "other.onnx", feature_names=names)
+    model = SegmentModel([0, 1, 2], K, n_init=2).fit(X)
+    path = _export(model, [f"s{i}" for i in range(K)], tmp_path / "other.onnx", feature_names=names)
     with pytest.raises(ModelMismatchError) as err:
         OnnxSegmenter(path, provider="cpu")
     for word in must_name:
@@ -116,19 +112,15 @@ def test_feature_mismatch_is_refused(seg: dict, tmp_path: Path, names: list[str]
 
 
 def test_propensity_model_is_not_a_segment_model(seg: dict, tmp_path: Path) -> None:
-    """A propensity model also has a 'label' output; it must be refused, not read as segments 0/1."""
     ds = seg["ds"]
-    model = train.make_models(TrainParams())["logreg"].fit(ds.X, ds.y)
-    params = TrainParams()
-    fp = {"file": "test"}
-    meta = train.model_metadata(train.model_version(fp, params, "logreg"), params, fp, {}, "logreg", 0.5)
-    path = train.export_onnx(model, tmp_path / "propensity.onnx", meta)
-    with pytest.raises(ModelMismatchError, match="segment"):
+    model = models.make_linear(models.LinearConfig("bounded", 0.01)).fit(ds.X, ds.y)
+    path = export_linear(model, tmp_path / "propensity.onnx")
+    with pytest.raises(ModelMismatchError, match="label|segment"):
         OnnxSegmenter(path, provider="cpu")
 
 
 def test_names_must_match_k(seg: dict, tmp_path: Path) -> None:
-    path = _export(seg["pipe"], seg["names"][:-1], tmp_path / "short.onnx")
+    path = _export(seg["model"], seg["names"][:-1], tmp_path / "short.onnx")
     with pytest.raises(ModelMismatchError, match="segment names"):
         OnnxSegmenter(path, provider="cpu")
 
@@ -144,6 +136,7 @@ def test_metadata_names_are_json(seg: dict) -> None:
     s = OnnxSegmenter(seg["path"], provider="cpu")
     assert json.loads(s.metadata["segment_names"]) == s.segment_names
     assert set(json.loads(s.metadata["segment_features"])) < set(FEATURE_NAMES)
+    assert s.metadata[mc.FEATURES_VERSION] == str(FEATURES_VERSION)
 
 
 def test_segmenter_module_does_not_import_pyflink() -> None:

@@ -1,0 +1,159 @@
+"""The systems under test and one throughput run of each: a preloaded topic consumed as fast as the
+system can, measured in the steady window (bench.stack.steady_window)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from bench.stack import CpuSampler, Watcher, drop, final_job_metrics, flink_pids, fresh, server_pids, steady_window
+from flink_jobs import submit
+from flink_jobs.config import ROOT, Config
+from tools import replay
+from udfs.profile import Event
+
+FLOOR_JOB = ROOT / "bench" / "floor_job.py"
+
+
+@dataclass(frozen=True)
+class FlinkSystem:
+    """A job on a Flink cluster. ``counted``: the components whose cores count in events/s per core
+    (the floor does not write to Cassandra, so Cassandra's idle CPU is shown but not counted)."""
+
+    label: str
+    conf_dir: Path  # the cluster's config dir: finds its JobManager and TaskManager processes
+    submit: Callable[[Config], str]  # starts the job on a fresh config, returns the JobID
+    rest: Callable[[Config], Config] = lambda cfg: cfg  # the config that reaches its REST API
+    counted: tuple[str, ...] = ("taskmanager", "jobmanager", "kafka", "cassandra")
+
+
+def this_version(base: Config) -> FlinkSystem:
+    return FlinkSystem("this version", base.run_path / "flink" / "conf", lambda cfg: submit.submit(cfg))
+
+
+def jvm_floor(base: Config) -> FlinkSystem:
+    return FlinkSystem("JVM floor", base.run_path / "flink" / "conf",
+                       lambda cfg: submit.submit(cfg, module=FLOOR_JOB),
+                       counted=("taskmanager", "jobmanager", "kafka"))
+
+
+def main_cluster(action: str) -> None:
+    """deploy/flink.sh start|stop for this checkout's cluster (the bench stops it while the previous
+    version's cluster runs, so both get the same machine)."""
+    subprocess.run(["bash", str(ROOT / "deploy" / "flink.sh"), action], cwd=ROOT, check=True)
+
+
+def summarize(label: str, events: int, records: list[tuple[int, float, bytes]], cpu: CpuSampler, t_start: float,
+              proc: str, counted: tuple[str, ...], metrics: Optional[dict[str, dict[str, float]]] = None,
+              ) -> dict[str, Any]:
+    """Rate and CPU in the steady window. ``proc``: the component that does the profile work
+    (TaskManager, or the ceiling's process)."""
+    append = [t for t, _, _ in records]
+    t5, t95, n = steady_window(append)
+    span = (t95 - t5) / 1000
+    rate = n / span if span > 0 else float("nan")
+    window = cpu.between(t5, t95)
+    whole = cpu.between(t_start, max(append))
+    cores = {k: round(v / span, 3) for k, v in window.items()}
+    used = sum(cores.get(k, 0.0) for k in counted)
+    out = {
+        "system": label, "events": events, "events_per_s": rate, "window_s": span, "window_events": n,
+        "startup_s": (min(append) - t_start) / 1000, "wall_s": (max(append) - t_start) / 1000,
+        "cpu_cores": cores, "cores_counted": list(counted), "cores_used": used,
+        "events_per_s_per_core": rate / used if used else float("nan"),
+        "events_per_s_per_proc_core": rate / cores[proc] if cores.get(proc) else float("nan"),
+        "proc_cpu_s_per_1k": window.get(proc, float("nan")) / n * 1000,
+        "proc_cpu_s_per_1k_whole_run": whole.get(proc, float("nan")) / events * 1000,
+        "proc": proc,
+    }
+    if metrics is not None:
+        out["metrics"] = metrics  # counters: read "sum"; histogram statistics and gauges: "avg", "max"
+        out["per_batch"] = per_batch(metrics)
+    print(f"  {label}: {rate:,.0f} events/s, {out['proc_cpu_s_per_1k']:.3f} {proc} CPU-s per 1k events, "
+          f"{out['events_per_s_per_core']:,.0f} events/s per core, cores {cores}", flush=True)
+    return out
+
+
+def per_batch(m: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per-batch and per-checkpoint costs from the job's counters (whatever the version has)."""
+    s = {k: v["sum"] for k, v in m.items()}
+
+    def ratio(a: str, b: str) -> Optional[float]:
+        return s[a] / s[b] if s.get(a) is not None and s.get(b) else None
+
+    out = {
+        "mean_batch_size": ratio("batched_events", "batches"),
+        "python_us_per_batch": ratio("python_batch_micros", "python_batches"),
+        "python_us_per_event": ratio("python_batch_micros", "events_applied"),
+        "flush_us_per_checkpoint": ratio("state_flush_micros", "state_flushes"),
+        "profiles_per_flush": ratio("profiles_flushed", "state_flushes"),
+        "state_reads_per_event": ratio("state_reads", "events_applied"),
+        "cassandra_writes_per_event": ratio("cassandra_writes", "events_applied"),
+        # the previous version's operator timed these itself
+        "onnx_us_per_batch": ratio("onnx_micros", "python_batches"),
+        "cassandra_us_per_batch": ratio("cassandra_write_micros", "python_batches"),
+    }
+    if "cassandra_write_latency_us_mean" in m:
+        out["cassandra_write_latency_us_mean"] = m["cassandra_write_latency_us_mean"]["avg"]
+        out["cassandra_write_latency_us_p99_max"] = m.get("cassandra_write_latency_us_p99", {}).get("max")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def run_flink(base: Config, system: FlinkSystem, events: list[Event], parallelism: int) -> dict[str, Any]:
+    cfg = fresh(base, parallelism=parallelism)
+    try:
+        replay.publish(cfg, events, progress=False)
+        w = Watcher(cfg, cfg.topic_predictions)
+        w.start()
+        pids = {**flink_pids(system.conf_dir), **server_pids(base), "bench": [os.getpid()]}
+        if not pids["taskmanager"]:
+            raise RuntimeError(f"no live TaskManager of the cluster in {system.conf_dir}")
+        with CpuSampler(pids) as cpu:
+            t_start = time.time() * 1000
+            job_id = system.submit(cfg)
+            rest = system.rest(cfg)
+            try:
+                w.wait_for(len(events), timeout_s=180 + len(events) / 100, job=(rest, job_id))
+                metrics = final_job_metrics(rest, job_id, len(events))
+            finally:
+                submit.cancel(rest, job_id)
+        w.close()
+        out = summarize(system.label, len(events), w.records, cpu, t_start, "taskmanager", system.counted, metrics)
+        out["pids"] = pids
+        return out
+    finally:
+        drop(cfg)
+
+
+def run_ceiling(base: Config, events: list[Event]) -> dict[str, Any]:
+    """bench/python_ceiling.py in its own process, measured like the jobs (its own report kept)."""
+    import json
+
+    cfg = fresh(base)
+    try:
+        replay.publish(cfg, events, progress=False)
+        w = Watcher(cfg, cfg.topic_predictions)
+        w.start()
+        t_start = time.time() * 1000
+        proc = subprocess.Popen([sys.executable, "-m", "bench.python_ceiling", "--expected", str(len(events)),
+                                 *submit.config_flags(cfg)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        pids = {"ceiling": [proc.pid], **server_pids(base), "bench": [os.getpid()]}
+        with CpuSampler(pids) as cpu:
+            out, _ = proc.communicate(timeout=180 + len(events) / 100)  # it stops after the last event
+            if proc.returncode != 0:
+                raise RuntimeError(f"python_ceiling exited {proc.returncode}")
+            stats = json.loads(out)
+            w.wait_for(stats["predictions"], timeout_s=60)
+        w.close()
+        result = summarize("python ceiling", len(events), w.records, cpu, t_start, "ceiling",
+                           ("ceiling", "kafka", "cassandra"))
+        result["ceiling_report"] = stats
+        return result
+    finally:
+        drop(cfg)
