@@ -99,6 +99,8 @@ public class PassThrough implements FlatMapFunction<Row, Row> {
         return System.currentTimeMillis();
       case ARRAY:
         return new Double[0];
+      case BOOLEAN:
+        return false;
       default:
         throw new IllegalArgumentException("no placeholder for Avro type " + type);
     }

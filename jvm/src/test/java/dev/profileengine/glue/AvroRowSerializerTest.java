@@ -34,7 +34,7 @@ class AvroRowSerializerTest {
 
   static Row prediction(Object features) {
     return Row.of("u-1", "e-1", "purchase", 1_511_600_000_000L, 0.625, "active", "high", 3,
-        "frequent buyers", "model-v7", "segments-v2", 1_700_000_000_000L, features);
+        "frequent buyers", "model-v7", "segments-v2", 1_700_000_000_000L, features, true, 9);
   }
 
   @Test

@@ -126,6 +126,7 @@ class EventDeserializerTest {
         case INT: p.put(f.name(), 1); break;
         case DOUBLE: p.put(f.name(), 0.5); break;
         case ARRAY: p.put(f.name(), List.of()); break;
+        case BOOLEAN: p.put(f.name(), true); break;
         default: throw new IllegalStateException("prediction.avsc has a new type: " + f);
       }
     }
