@@ -11,6 +11,7 @@ optionally ``decision`` (top-k targeting: the threshold and the score deciles a 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -99,8 +100,11 @@ class OnnxModel:
 
         self.session = self._create_session(provider)
         self.provider: str = self.session.get_providers()[0]
-        self.node_placement: list[tuple[str, str]] = self._node_placement()
-        self.runs_on: str = "CUDA" if self.node_placement and all(p == CUDA for _, p in self.node_placement) else "CPU"
+        # A CPU session runs every node on the CPU: no need to read the graph (the onnx package is
+        # only imported where a CUDA session needs its op list; see deploy/taskmanager_python).
+        self.runs_on: str = (
+            "CUDA" if self.provider == CUDA and all(p == CUDA for _, p in self.node_placement) else "CPU"
+        )
 
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.model_version: str = self.metadata.get("model_version", "unknown")
@@ -149,6 +153,11 @@ class OnnxModel:
         import onnx  # noqa: PLC0415
 
         return [(n.domain, n.op_type) for n in onnx.load(str(self.path), load_external_data=False).graph.node]
+
+    @functools.cached_property
+    def node_placement(self) -> list[tuple[str, str]]:
+        """Where each node of this session runs (read on first use; see _node_placement)."""
+        return self._node_placement()
 
     def _node_placement(self) -> list[tuple[str, str]]:
         """(op type, provider) per node: CUDA where the session runs on CUDA and the op has a CUDA kernel
