@@ -61,7 +61,7 @@ def bad_records() -> list[tuple[Optional[bytes], Optional[bytes], str, str]]:
     good = ev.encode(_event(event_id="bad-trunc"))
     now = int(time.time() * 1000)
     # a well-formed record of another schema (a prediction sent to the wrong topic)
-    filler = {"string": "x", "long": 1, "int": 1, "double": 0.5, "array<double>": []}
+    filler = {"string": "x", "long": 1, "int": 1, "double": 0.5, "boolean": True, "array<double>": []}
     wrong = AvroCodec(schemas.PREDICTION).encode(
         {name: filler[base] for name, base, _ in schemas.field_kinds(schemas.PREDICTION)}
     )
