@@ -20,7 +20,7 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.java_gateway import get_gateway
 
 from flink_jobs.config import Config
-from flink_jobs.security import kafka_java_properties
+from flink_jobs.security import ENV_PREFIX, kafka_java_properties
 from udfs import schemas
 
 GLUE = "dev.profileengine.glue"
@@ -163,7 +163,7 @@ def cassandra_sink(cfg: Config) -> Sink:
         .withMaxInFlight(cfg.cassandra_max_in_flight)
     if cfg.cassandra_username:
         ref = cfg.cassandra_password_file
-        if not ref.startswith("env:"):
+        if not ref.startswith(ENV_PREFIX):
             ref = str(cfg.path(ref))  # the TaskManager's working directory is not the repository
         settings = settings.withCredentials(cfg.cassandra_username, ref)
     if cfg.cassandra_ssl_ca_file:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from udfs import schemas
 from udfs.engine import ProfileRow
+from udfs.prediction import PREDICTION_FIELDS
 
 PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
 PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
@@ -56,10 +57,9 @@ def profile_request(user_id: str, row: ProfileRow) -> WriteRequest:
 
 def prediction_requests(predictions: Iterable[Sequence[Any]]) -> list[WriteRequest]:
     """Requests for prediction rows given in prediction.avsc order."""
-    names = schemas.field_names(schemas.PREDICTION)
     out = []
     for values in predictions:
-        pred = dict(zip(names, values, strict=True))
+        pred = dict(zip(PREDICTION_FIELDS, values, strict=True))
         out.append(WriteRequest(OP_PREDICTION, pred["user_id"], prediction_write_ts(pred),
                                 _json(prediction_columns(pred))))
     return out
