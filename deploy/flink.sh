@@ -78,9 +78,10 @@ check_metrics_port() {
 
 # Thread mode embeds CPython (pemja) in the TaskManager JVM. It starts from the base interpreter
 # that the venv was made from, so the venv's packages must be put on its path explicitly; the
-# sitecustomize in deploy/taskmanager_python preloads native extensions (see its docstring).
+# sitecustomize in deploy/taskmanager_python preloads native extensions (see its docstring). The
+# checkout comes first: its packages, not whatever a shared venv's editable install points at.
 launch_tm() {
-    PYTHONPATH="$PE_ROOT/deploy/taskmanager_python:$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    PYTHONPATH="$PE_ROOT/deploy/taskmanager_python:$PE_ROOT:$("$PE_VENV_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
         "$FLINK_HOME/bin/taskmanager.sh" start -D "metrics.reporter.prom.port=$(tm_metrics_ports)" >/dev/null
 }
 

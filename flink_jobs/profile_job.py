@@ -31,6 +31,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+# `flink run -py` puts this file's folder on sys.path, not the checkout: without this the packages
+# come from wherever the venv's editable install points, which may be another checkout sharing it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.common import Configuration
 from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
