@@ -249,3 +249,22 @@ def test_registry_does_not_import_onnx():
     code = ("import sys, udfs.model_registry as m; m.validate; "
             "sys.exit(1 if 'onnx' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- publish_model's choices (no Kafka) ----------------------------------------------------------
+
+
+def test_rollback_and_promote_pick_from_the_topic_history():
+    from tools.publish_model import promote_source, registry_state, rollback_target
+
+    history = [("active", pkg(0)), ("active", pkg(1)), ("shadow", pkg(2, role="shadow")), ("active", pkg(1))]
+    assert registry_state(history).active.version == "propensity-test-1"
+    assert rollback_target(history).version == "propensity-test-0"
+    assert promote_source(history, "propensity-test-2").role == "shadow"
+    with pytest.raises(LookupError, match="compacted away"):
+        rollback_target([("active", pkg(1))])
+    with pytest.raises(LookupError, match="not in the topic"):
+        promote_source(history, "propensity-test-9")
+    promoted = promote_source(history, "propensity-test-2").as_role("active", "promote", 5, "t")
+    state, ev = mr.transition(registry_state(history), "active", promoted)
+    assert state.active.version == "propensity-test-2" and state.shadow is None and ev[0].kind == "promoted"
