@@ -109,7 +109,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 # Settings that must not be empty (a blank topic or host fails far from its cause).
 REQUIRED = (
-    "kafka_bootstrap", "topic_events", "topic_predictions", "topic_dlq", "topic_late", "consumer_group",
+    "kafka_bootstrap", "topic_events", "topic_predictions", "topic_dlq", "topic_late", "topic_models",
+    "topic_shadow_scores", "consumer_group",
     "cassandra_hosts", "cassandra_keyspace", "cassandra_local_dc", "flink_rest_host", "model_path", "run_dir",
     "data_dir",
 )
@@ -123,7 +124,8 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         "kafka_bootstrap", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
         "kafka_sasl_password_file", "kafka_ssl_ca_file", "kafka_ssl_check_hostname",
     )),
-    "topics": ("Kafka topics", ("topic_events", "topic_predictions", "topic_dlq", "topic_late", "topic_partitions")),
+    "topics": ("Kafka topics", ("topic_events", "topic_predictions", "topic_dlq", "topic_late", "topic_models",
+                                "topic_shadow_scores", "topic_partitions")),
     "cassandra": ("Cassandra", (
         "cassandra_hosts", "cassandra_port", "cassandra_keyspace", "cassandra_replication", "cassandra_consistency",
         "cassandra_prediction_consistency", "cassandra_local_dc", "cassandra_max_in_flight", "cassandra_username",
@@ -174,6 +176,11 @@ class Config:
     topic_predictions: str = _doc("output topic of Avro predictions", default="user-predictions")
     topic_dlq: str = _doc("dead-letter topic: raw bytes + reason", default="user-events-dlq")
     topic_late: str = _doc("events later than the allowed lateness", default="user-events-late")
+    topic_models: str = _doc(
+        "compacted topic of model packages, key = role (active|shadow); tools.publish_model writes it", default="models"
+    )
+    topic_shadow_scores: str = _doc("shadow model's scores next to the active one's (schemas/shadow_score.avsc)",
+                                    default="model-shadow-scores")
     topic_partitions: int = _doc("partitions of the topics the stack creates", default=2)
     consumer_group: str = _doc("Kafka consumer group of the job", default="profile-engine")
     delivery_guarantee: DeliveryGuarantee = _doc(
@@ -558,7 +565,8 @@ def _problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
             out.append(((f.name,), "must not be empty"))
     if mistyped:
         return out  # the rules below assume well-typed values
-    for name in ("topic_events", "topic_predictions", "topic_dlq", "topic_late"):
+    for name in ("topic_events", "topic_predictions", "topic_dlq", "topic_late", "topic_models",
+                 "topic_shadow_scores"):
         if not TOPIC_RE.fullmatch(getattr(cfg, name)):
             out.append(((name,), "not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)"))
     if not KEYSPACE_RE.fullmatch(cfg.cassandra_keyspace):

@@ -224,7 +224,10 @@ def _metadata(run: _Run, ev: dict[str, Any], sel: models.Selection, chosen: mode
         used_features=[FEATURE_NAMES[i] for i in chosen.columns],
         extra={mc.CALIBRATION: {"method": "platt", "slope_intercept": list(chosen.platt),
                                 "fitted_on": "held-out logits of the inner folds"},
-               "selected": dataclasses.asdict(sel.best), "train_params": dataclasses.asdict(run.params)})
+               "selected": dataclasses.asdict(sel.best), "train_params": dataclasses.asdict(run.params),
+               # refresh compares candidates with this model on a recent period: it must know whether
+               # this model's labels (all closed by the cutoff: purged split) reach into that period
+               "trained_until_ms": str(run.split.cutoff_ms)})
 
 
 def _report(run: _Run, version: str, meta: dict[str, str], out: Path, sel: models.Selection,

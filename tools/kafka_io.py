@@ -26,16 +26,38 @@ def all_topics(cfg: Config) -> list[str]:
     return [cfg.topic_events, cfg.topic_predictions, cfg.topic_dlq, cfg.topic_late]
 
 
+# The models topic: one partition, so 'active' and 'shadow' messages keep their relative order (two
+# partitions would let a promote overtake the shadow message it promotes); compacted, so a fresh job
+# reads the latest package per role however old; earlier versions stay at least 30 days before
+# compaction may drop them, so `publish_model --rollback` can find the previous active one.
+MODEL_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(30 * 86_400_000),
+                      "retention.ms": "-1"}
+
+
+def model_topics(cfg: Config) -> dict[str, tuple[int, dict[str, str]]]:
+    """{topic: (partitions, config)} of the model lifecycle: the compacted models topic and the shadow
+    scores (an ordinary, time-unlimited topic). Kept apart from ``all_topics``, which tests create and
+    delete per run: the models topic outlives any one job."""
+    return {cfg.topic_models: (1, dict(MODEL_TOPIC_CONFIG)),
+            cfg.topic_shadow_scores: (cfg.topic_partitions, {"retention.ms": "-1"})}
+
+
 def create_topics(cfg: Config, timeout_s: float = 30.0) -> list[str]:
     """Create the job's topics if missing; returns the ones created. Retention is unlimited by time:
     replayed historical data would otherwise be deleted at once by time-based retention."""
+    return _create(cfg, {t: (cfg.topic_partitions, {"retention.ms": "-1"}) for t in all_topics(cfg)}, timeout_s)
+
+
+def create_model_topics(cfg: Config, timeout_s: float = 30.0) -> list[str]:
+    """Create the topics of ``model_topics`` if missing; returns the ones created."""
+    return _create(cfg, model_topics(cfg), timeout_s)
+
+
+def _create(cfg: Config, specs: dict[str, tuple[int, dict[str, str]]], timeout_s: float) -> list[str]:
     client = admin(cfg)
     existing = set(client.list_topics(timeout=timeout_s).topics)
-    wanted = [
-        NewTopic(t, num_partitions=cfg.topic_partitions, replication_factor=1, config={"retention.ms": "-1"})
-        for t in all_topics(cfg)
-        if t not in existing
-    ]
+    wanted = [NewTopic(t, num_partitions=n, replication_factor=1, config=conf)
+              for t, (n, conf) in specs.items() if t not in existing]
     if not wanted:
         return []
     for fut in client.create_topics(wanted, operation_timeout=timeout_s).values():

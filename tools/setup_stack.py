@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 from flink_jobs.cassandra_store import create_schema
 from flink_jobs.config import parse
-from tools.kafka_io import all_topics, create_topics
+from tools.kafka_io import all_topics, create_model_topics, create_topics, model_topics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     cfg, _ = parse(argv, description=__doc__, groups=("kafka", "topics", "cassandra"))
-    created = create_topics(cfg)
-    print(f"kafka topics: {', '.join(all_topics(cfg))} ({len(created)} created)")
+    created = create_topics(cfg) + create_model_topics(cfg)
+    print(f"kafka topics: {', '.join(all_topics(cfg) + list(model_topics(cfg)))} ({len(created)} created)")
     create_schema(cfg)
     print(f"cassandra keyspace {cfg.cassandra_keyspace}: tables profiles, predictions ready")
     return 0

@@ -16,6 +16,9 @@ PREDICTION = "prediction.avsc"
 DEAD_LETTER = "dead_letter.avsc"
 PROFILE_STATE = "profile_state.avsc"
 PROFILE_VIEW = "profile_view.avsc"
+MODEL_MESSAGE = "model_message.avsc"
+MODEL_REGISTRY_STATE = "model_registry_state.avsc"
+SHADOW_SCORE = "shadow_score.avsc"
 
 
 @cache
