@@ -94,7 +94,8 @@ def per_batch(m: dict[str, dict[str, float]]) -> dict[str, float]:
         "flush_us_per_checkpoint": ratio("state_flush_micros", "state_flushes"),
         "profiles_per_flush": ratio("profiles_flushed", "state_flushes"),
         "state_reads_per_event": ratio("state_reads", "events_applied"),
-        "cassandra_writes_per_event": ratio("cassandra_writes", "events_applied"),
+        "cassandra_rows_per_event": ratio("cassandra_rows", "events_applied"),
+        "cassandra_requests_per_event": ratio("cassandra_writes", "events_applied"),
         # the previous version's operator timed these itself
         "onnx_us_per_batch": ratio("onnx_micros", "python_batches"),
         "cassandra_us_per_batch": ratio("cassandra_write_micros", "python_batches"),

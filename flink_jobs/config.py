@@ -48,6 +48,7 @@ SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 Consistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE", "LOCAL_QUORUM", "EACH_QUORUM"]
 ExecutionMode = Literal["thread", "process"]
 OnnxProvider = Literal["auto", "cuda", "cpu"]
+WriteGrouping = Literal["replica_set", "partition", "none"]
 
 # The profile core's operational defaults (lateness, expiry, tag thresholds): the config fields below
 # take them from here, so training (udfs.profile.DEFAULT_SETTINGS) and serving (Config.profile_settings())
@@ -79,6 +80,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "cassandra_storage_port": PORT,
     "cassandra_replication": (1, 100),
     "cassandra_max_in_flight": (1, 65_536),
+    "cassandra_batch_max_rows": (1, 1_000),
+    "cassandra_batch_linger_ms": (1, 10_000),
     "cassandra_heap_mb": (256, 65_536),
     "flink_rest_port": PORT,
     "parallelism": (1, 32_768),
@@ -128,7 +131,8 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
                                 "topic_shadow_scores", "topic_partitions")),
     "cassandra": ("Cassandra", (
         "cassandra_hosts", "cassandra_port", "cassandra_keyspace", "cassandra_replication", "cassandra_consistency",
-        "cassandra_prediction_consistency", "cassandra_local_dc", "cassandra_max_in_flight", "cassandra_username",
+        "cassandra_prediction_consistency", "cassandra_local_dc", "cassandra_max_in_flight", "cassandra_write_grouping",
+        "cassandra_batch_max_rows", "cassandra_batch_linger_ms", "cassandra_username",
         "cassandra_password_file", "cassandra_ssl_ca_file",
         "cassandra_ssl_check_hostname",
     )),
@@ -214,6 +218,12 @@ class Config:
     cassandra_prediction_consistency: Consistency = _doc(
         "write consistency level of the predictions table (append-only history)", default="LOCAL_QUORUM"
     )
+    cassandra_write_grouping: WriteGrouping = _doc(
+        "rows sharing one unlogged batch: replica_set (partitions owned by the same replicas, so the "
+        "coordinator writes them all locally), partition, or none (one request per row)", default="replica_set"
+    )
+    cassandra_batch_max_rows: int = _doc("most rows in one grouped write (also capped at 20,000 payload bytes)", default=64)
+    cassandra_batch_linger_ms: int = _doc("most time a row waits for others to share its write", default=10)
     cassandra_local_dc: str = _doc(
         "the job's local datacenter: the Cassandra sink routes token-aware to replicas in it", default="datacenter1"
     )

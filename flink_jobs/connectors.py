@@ -140,6 +140,24 @@ def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_
     return builder.build()
 
 
+def prediction_writes(predictions: DataStream) -> DataStream:
+    """The Cassandra write request of every prediction, built in the JVM (jvm/.../PredictionWrites)."""
+    from udfs.cassandra_rows import PREDICTION_COLUMNS
+    from udfs.prediction import PREDICTION_FIELDS
+
+    glue = _glue()
+    fn = glue.PredictionWrites(_java_list(PREDICTION_FIELDS), _java_list(PREDICTION_COLUMNS))
+    j = predictions._j_data_stream.map(fn, glue.CassandraSink.elementType())
+    return DataStream(j.name("cassandra requests").uid("prediction-writes"))
+
+
+def _java_list(values: list[str]) -> Any:
+    out = get_gateway().jvm.java.util.ArrayList()
+    for v in values:
+        out.add(v)
+    return out
+
+
 def cassandra_sink(cfg: Config) -> Sink:
     """The JVM Cassandra sink (jvm/.../CassandraSink.java) for the profile operator's write requests
     (udfs.cassandra_rows): prepared idempotent upserts, token- and DC-aware, bounded in flight, all
@@ -147,20 +165,13 @@ def cassandra_sink(cfg: Config) -> Sink:
     password stays a reference (file path or env:NAME) resolved on the TaskManager."""
     from udfs.cassandra_rows import PREDICTION_COLUMNS, PROFILE_COLUMNS
 
-    gateway = get_gateway()
     glue = _glue()
-
-    def java_list(values: list[str]) -> Any:
-        out = gateway.jvm.java.util.ArrayList()
-        for v in values:
-            out.add(v)
-        return out
-
     settings = glue.CassandraSinkSettings(
         cfg.cassandra_hosts, cfg.cassandra_port, cfg.cassandra_local_dc, cfg.cassandra_keyspace,
-        java_list(PROFILE_COLUMNS), java_list(PREDICTION_COLUMNS),
+        _java_list(PROFILE_COLUMNS), _java_list(PREDICTION_COLUMNS),
     ).withConsistency(cfg.cassandra_consistency, cfg.cassandra_prediction_consistency) \
-        .withMaxInFlight(cfg.cassandra_max_in_flight)
+        .withMaxInFlight(cfg.cassandra_max_in_flight) \
+        .withGrouping(cfg.cassandra_write_grouping, cfg.cassandra_batch_max_rows, cfg.cassandra_batch_linger_ms)
     if cfg.cassandra_username:
         ref = cfg.cassandra_password_file
         if not ref.startswith(ENV_PREFIX):

@@ -165,8 +165,8 @@ class ProfileFunction(KeyedProcessFunction):
     array of events in user_event.avsc order) or a commit marker ({"checkpoint": id}).
 
     A batch goes through udfs.engine.process_batch: predictions on the main output (one per applied
-    event), late events and duplicates on side outputs, Cassandra writes (predictions, erasures) on
-    CASSANDRA_TAG for the JVM sink. A commit marker writes the changed profiles to keyed state and
+    event; the JVM derives their Cassandra rows), late events and duplicates on side outputs,
+    erasures on CASSANDRA_TAG for the JVM sink. A commit marker writes the changed profiles to keyed state and
     their Cassandra rows: once per user and checkpoint, before the barrier that follows the marker,
     so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
 
@@ -218,8 +218,6 @@ class ProfileFunction(KeyedProcessFunction):
             yield LATE_TAG, Row(*ev)
         for user, ts in r.erasures:
             yield CASSANDRA_TAG, Row(*cassandra_rows.erase_request(user, ts))
-        for req in cassandra_rows.prediction_requests(r.predictions):
-            yield CASSANDRA_TAG, Row(*req)
         for values in r.predictions:
             yield Row(*values)
         self.m_events.inc(len(r.predictions))

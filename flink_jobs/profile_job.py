@@ -73,7 +73,10 @@ def build(
         "kafka: " + cfg.topic_dlq
     ).uid("sink-dlq")
     predictions.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
-    predictions.get_side_output(CASSANDRA_TAG).sink_to(sinks.cassandra).name("cassandra").uid("sink-cassandra")
+    # prediction rows become Cassandra requests in the JVM; profiles and erasures come from Python
+    connectors.prediction_writes(predictions).union(predictions.get_side_output(CASSANDRA_TAG)).sink_to(
+        sinks.cassandra
+    ).name("cassandra").uid("sink-cassandra")
     predictions.sink_to(sinks.predictions).name("kafka: " + cfg.topic_predictions).uid("sink-predictions")
     return predictions
 

@@ -36,7 +36,7 @@ public final class CassandraSink implements Sink<Row> {
 
   @Override
   public SinkWriter<Row> createWriter(WriterInitContext context) throws IOException {
-    return new CassandraSinkWriter(settings, context.metricGroup());
+    return new CassandraSinkWriter(settings, context.metricGroup(), context.getProcessingTimeService());
   }
 
   @Override

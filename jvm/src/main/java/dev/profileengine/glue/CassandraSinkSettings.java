@@ -31,6 +31,9 @@ public final class CassandraSinkSettings implements Serializable {
   private String profileConsistency = "LOCAL_QUORUM";
   private String predictionConsistency = "LOCAL_QUORUM";
   private int maxInFlight = 512;
+  private String grouping = "REPLICA_SET";
+  private int batchMaxRows = 64;
+  private long batchLingerMs = 10;
   private int maxRetries = 8;
   private long retryBaseDelayMs = 100;
   private long retryMaxDelayMs = 5_000;
@@ -97,6 +100,19 @@ public final class CassandraSinkSettings implements Serializable {
   public CassandraSinkSettings withMaxInFlight(int maxInFlight) {
     require(maxInFlight >= 1, "maxInFlight must be >= 1");
     this.maxInFlight = maxInFlight;
+    return this;
+  }
+
+  /**
+   * How rows share requests (see {@link WriteRouting}): replica_set, partition or none; at most
+   * {@code maxRows} rows per unlogged batch, and a row waits at most {@code lingerMs} for others.
+   */
+  public CassandraSinkSettings withGrouping(String mode, int maxRows, long lingerMs) {
+    this.grouping = WriteRouting.Grouping.parse(mode).name();
+    require(maxRows >= 1, "batch maxRows must be >= 1");
+    require(lingerMs >= 1, "batch lingerMs must be >= 1");
+    this.batchMaxRows = maxRows;
+    this.batchLingerMs = lingerMs;
     return this;
   }
 
@@ -183,6 +199,28 @@ public final class CassandraSinkSettings implements Serializable {
     return maxInFlight;
   }
 
+  WriteRouting.Grouping grouping() {
+    return WriteRouting.Grouping.valueOf(grouping);
+  }
+
+  public int batchMaxRows() {
+    return batchMaxRows;
+  }
+
+  /**
+   * Bytes per batch, as counted by {@link WriteStatements#approximateBytes} (the JSON payloads):
+   * Cassandra counted 57-60 KiB for profile batches of at most 40,000 such bytes, so 20,000 keeps
+   * a batch near 30 KiB, below the default batch_size_fail_threshold of 50 KiB, which rejects a
+   * bigger batch whatever the grouping.
+   */
+  public int batchMaxBytes() {
+    return 20_000;
+  }
+
+  public long batchLingerMs() {
+    return batchLingerMs;
+  }
+
   public int maxRetries() {
     return maxRetries;
   }
@@ -220,6 +258,7 @@ public final class CassandraSinkSettings implements Serializable {
     // the password reference is a path or a variable name, never the secret: safe to show
     return "CassandraSinkSettings{" + contactPoints + ":" + port + ", dc=" + localDatacenter + ", ks=" + keyspace
         + ", cl=" + profileConsistency + "/" + predictionConsistency + ", maxInFlight=" + maxInFlight
+        + ", grouping=" + grouping + "/" + batchMaxRows + " rows/" + batchLingerMs + " ms"
         + ", maxRetries=" + maxRetries + ", timeoutMs=" + requestTimeoutMs
         + (username.isEmpty() ? "" : ", user=" + username + ", password=" + passwordRef)
         + (sslCaFile.isEmpty() ? "" : ", tls ca=" + sslCaFile + " checkHostname=" + sslCheckHostname) + "}";

@@ -1,6 +1,6 @@
 package dev.profileengine.glue;
 
-/** Minimal JSON writer for the flat values of an event row (strings, numbers, booleans, null). */
+/** Minimal JSON writer for the values of a row (strings, numbers, booleans, null, arrays of them). */
 final class Json {
   private Json() {}
 
@@ -17,6 +17,16 @@ final class Json {
       sb.append(d);
     } else if (v instanceof Number || v instanceof Boolean) {
       sb.append(v);
+    } else if (v instanceof Object[]) {
+      Object[] a = (Object[]) v;
+      sb.append('[');
+      for (int i = 0; i < a.length; i++) {
+        if (i > 0) {
+          sb.append(',');
+        }
+        append(sb, a[i]);
+      }
+      sb.append(']');
     } else {
       throw new IllegalArgumentException("no JSON form for " + v.getClass().getName());
     }

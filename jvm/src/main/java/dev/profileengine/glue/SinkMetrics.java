@@ -5,13 +5,15 @@ import org.apache.flink.metrics.Counter;
 import org.apache.flink.metrics.Gauge;
 import org.apache.flink.metrics.Histogram;
 import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.metrics.SimpleCounter;
 import org.apache.flink.metrics.ThreadSafeSimpleCounter;
 import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Flink metrics of the Cassandra sink, group {@code profile_engine}: counters cassandra_writes,
+ * Flink metrics of the Cassandra sink, group {@code profile_engine}: counters cassandra_writes
+ * (acknowledged requests: a batch counts once), cassandra_rows (statements submitted),
  * cassandra_retries, cassandra_failures, histogram cassandra_write_latency_us (first attempt to
  * success, retries included) and gauge cassandra_in_flight.
  *
@@ -24,6 +26,7 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
   private static final long WARN_EVERY_NANOS = 5_000_000_000L;
 
   private final Counter writes;
+  private final Counter rows;
   private final Counter retries;
   private final Counter failures;
   private final Histogram latency;
@@ -35,6 +38,7 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
   SinkMetrics(MetricGroup parent) {
     group = parent.addGroup("profile_engine");
     writes = group.counter("cassandra_writes", new ThreadSafeSimpleCounter());
+    rows = group.counter("cassandra_rows", new SimpleCounter());
     retries = group.counter("cassandra_retries", new ThreadSafeSimpleCounter());
     failures = group.counter("cassandra_failures", new ThreadSafeSimpleCounter());
     latency = group.histogram("cassandra_write_latency_us", new DescriptiveStatisticsHistogram(10_000));
@@ -43,6 +47,15 @@ final class SinkMetrics implements BoundedAsyncWriter.Listener {
   /** Registered once the writer exists, which needs this listener first. */
   void inFlightGauge(Gauge<Integer> inFlight) {
     group.gauge("cassandra_in_flight", inFlight);
+  }
+
+  /** One statement handed to the writer, alone or in a group (task thread only). */
+  void rowSubmitted() {
+    rows.inc();
+  }
+
+  long rows() {
+    return rows.getCount();
   }
 
   long writes() {

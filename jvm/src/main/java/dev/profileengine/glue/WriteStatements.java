@@ -85,6 +85,14 @@ final class WriteStatements {
     }
   }
 
+  /** The request's size on the wire, roughly: what the grouper's byte bound counts. */
+  static int approximateBytes(Row row) {
+    Object userId = row.getArity() > 1 ? row.getField(1) : null;
+    Object payload = row.getArity() > 3 ? row.getField(3) : null;
+    return 32 + (userId instanceof String ? ((String) userId).length() : 0)
+        + (payload instanceof String ? ((String) payload).length() : 0);
+  }
+
   private static <T> T field(Row row, int pos, Class<T> type, String name) {
     if (row.getArity() != 4) {
       throw new IllegalArgumentException("a write request has 4 fields (op, user_id, write_ts, payload), got "

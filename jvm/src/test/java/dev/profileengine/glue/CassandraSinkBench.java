@@ -116,7 +116,7 @@ public final class CassandraSinkBench {
     com.sun.management.OperatingSystemMXBean os =
         (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
     ThreadMXBean threads = ManagementFactory.getThreadMXBean();
-    CassandraSinkWriter w = new CassandraSinkWriter(db.settings().withMaxInFlight(maxInFlight), LiveCassandra.metrics());
+    CassandraSinkWriter w = new CassandraSinkWriter(db.settings().withMaxInFlight(maxInFlight), LiveCassandra.metrics(), LiveCassandra.noTimers());
     try {
       long cpu0 = os.getProcessCpuTime();
       long io0 = ioThreadsCpu(threads);

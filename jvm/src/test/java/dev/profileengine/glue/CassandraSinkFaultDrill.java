@@ -25,7 +25,7 @@ public final class CassandraSinkFaultDrill {
     int maxRetries = Integer.parseInt(a[5]);
     try (LiveCassandra db = new LiveCassandra(a[0], Integer.parseInt(a[1]), "sink_fault", Paths.get(a[2]))) {
       CassandraSinkWriter w = new CassandraSinkWriter(db.settings().withMaxInFlight(64).withRequestTimeoutMs(1000)
-          .withMaxRetries(maxRetries).withRetryBackoffMs(100, 2000), LiveCassandra.metrics());
+          .withMaxRetries(maxRetries).withRetryBackoffMs(100, 2000), LiveCassandra.metrics(), LiveCassandra.noTimers());
       Thread pauser = new Thread(() -> {
         try {
           Thread.sleep(1500);

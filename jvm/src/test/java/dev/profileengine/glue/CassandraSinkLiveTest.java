@@ -39,7 +39,7 @@ class CassandraSinkLiveTest {
 
   static void check(String host, int port, Path schema) throws Exception {
     try (LiveCassandra db = new LiveCassandra(host, port, "sink_check", schema)) {
-      CassandraSinkWriter w = new CassandraSinkWriter(db.settings().withMaxInFlight(4), LiveCassandra.metrics());
+      CassandraSinkWriter w = new CassandraSinkWriter(db.settings().withMaxInFlight(4), LiveCassandra.metrics(), LiveCassandra.noTimers());
       try {
         w.write(request("profile", "u1", 1_000_000L, "{\"first_seen\":1700000000000,\"n_events\":3,"
             + "\"spend\":12.5,\"lifecycle\":\"new\",\"segment\":2,\"top_categories\":{\"books\":0.75},"
@@ -79,7 +79,7 @@ class CassandraSinkLiveTest {
       assertEquals("new", left.get(0).getString("event_id"));
 
       // a statement the server rejects fails the writer at once, without retries: -1 is no valid timestamp
-      CassandraSinkWriter bad = new CassandraSinkWriter(db.settings().withMaxRetries(3), LiveCassandra.metrics());
+      CassandraSinkWriter bad = new CassandraSinkWriter(db.settings().withMaxRetries(3), LiveCassandra.metrics(), LiveCassandra.noTimers());
       try {
         bad.write(request("profile", "u3", Long.MIN_VALUE, "{}"), NO_CONTEXT);
         Exception e = assertThrows(java.io.IOException.class, () -> bad.flush(false));

@@ -77,6 +77,22 @@ final class LiveCassandra implements AutoCloseable {
         .withTls(System.getProperty("cassandra.ca", ""), true);
   }
 
+  /** Timers that never fire: the tests' flush() sends pending groups. */
+  static org.apache.flink.api.common.operators.ProcessingTimeService noTimers() {
+    return new org.apache.flink.api.common.operators.ProcessingTimeService() {
+      @Override
+      public long getCurrentProcessingTime() {
+        return System.currentTimeMillis();
+      }
+
+      @Override
+      public java.util.concurrent.ScheduledFuture<?> registerTimer(long timestamp,
+          org.apache.flink.api.common.operators.ProcessingTimeService.ProcessingTimeCallback callback) {
+        return null;
+      }
+    };
+  }
+
   static SinkWriterMetricGroup metrics() {
     return InternalSinkWriterMetricGroup.wrap(UnregisteredMetricGroups.createUnregisteredOperatorMetricGroup());
   }
