@@ -28,9 +28,10 @@ from .test_reliability import check_end_state, drill
 
 N_EVENTS = 8_000
 CHECKPOINT_MS = 250
-# initTransactions on a fresh id, its commit (TV2 bumps the epoch), the recovery's probe of the id
-# after the restored checkpoint, a re-commit of the restored one: a handful, whatever the run length
-EPOCH_BOUND = 5
+# initTransactions on a fresh id, its commit (TV2 bumps the epoch), a re-commit of a restored one, and
+# one more per recovery that probes the id after its restored checkpoint (a loaded machine saw 6
+# failovers from one checkpoint): a few per failover, never a count of checkpoints
+EPOCH_PER_ID = 3
 MIN_CHECKPOINTS = 20
 
 
@@ -81,4 +82,4 @@ def test_short_checkpoints_rotate_transactional_ids_and_recover_exactly(events: 
     assert counts["completed"] >= MIN_CHECKPOINTS, "too few checkpoints to tell one id per checkpoint from a pool"
     # one transactional id per checkpoint (and subtask): never a few ids reused for every checkpoint
     assert len(txns) >= counts["completed"]
-    assert worst.producer_epoch <= EPOCH_BOUND
+    assert worst.producer_epoch <= EPOCH_PER_ID + len(out["history"])
