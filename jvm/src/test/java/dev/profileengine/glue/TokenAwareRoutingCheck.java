@@ -38,7 +38,8 @@ import org.junit.jupiter.api.Test;
  * written as unprepared statements (no routing key): their replica hit rate is printed, and on a ring
  * of 3+ nodes it must stay well below 100%, which shows the check can fail.
  *
- * <p>Skipped unless -Dcassandra.host names the contact points (comma separated). {@link #main} runs the
+ * <p>Not a surefire default (its name does not end in Test): run it with -Dtest=TokenAwareRoutingCheck
+ * -Dcassandra.host=h1[,h2,...] [-Dcassandra.port=...], skipped without a host. {@link #main} runs the
  * same from the shaded jar: tests/integration/test_cassandra_routing.py on the single-node stack,
  * `make ring-check` on a local 3-node ring (deploy/cassandra_ring.sh).
  */
