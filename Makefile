@@ -61,10 +61,15 @@ test: ## ONE COMMAND: set up, run unit + integration tests against real Kafka/Ca
 bench: up model ## benchmark: this vs the previous version, JVM floor, Python ceiling; latency (~35 min; bench/results/)
 	$(PY) -m bench.bench_pipeline $(BENCH_ARGS)
 
+ring-check: venv jars ## opt-in: a local 3-node Cassandra ring, the sink's token-aware routing checked on it, ring stopped (~4 min)
+	bash deploy/cassandra_ring.sh up
+	set -o pipefail; $(PY) -m tests.integration.test_cassandra_routing --ring | tee $(RUN)/ring-check.log; \
+	rc=$$?; bash deploy/cassandra_ring.sh down; exit $$rc
+
 unit: venv ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit
 
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-.PHONY: help venv jars up down clean monitor model train submit demo test bench unit lint
+.PHONY: help venv jars up down clean monitor model train submit demo test bench ring-check unit lint

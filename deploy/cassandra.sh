@@ -18,6 +18,9 @@
 # certificate from that CA, created if missing); state under $PE_RUN_PATH/cassandra-secure.
 # Values come from `python3 -m flink_jobs.config --shell`; override with PE_* environment variables.
 # CASSANDRA_EXTRA_JVM_OPTS: extra JVM options appended at start (e.g. -XX:NativeMemoryTracking=summary).
+# A node of a local multi-node ring (deploy/cassandra_ring.sh): CASSANDRA_NODE_DIR replaces the state
+# directory, CASSANDRA_SEEDS (host:storage_port,...) the node's own address as the only seed, and
+# CASSANDRA_INITIAL_TOKEN the single node's token 0.
 set -euo pipefail
 
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,6 +37,7 @@ if [[ -n "$PE_CASSANDRA_USERNAME$PE_CASSANDRA_SSL_CA_FILE" ]]; then
 else
     SECURE=0 DIR="$PE_RUN_PATH/cassandra"
 fi
+DIR="${CASSANDRA_NODE_DIR:-$DIR}"
 CONF="$DIR/conf/cassandra.yaml"
 DATA="$DIR/data"
 PIDFILE="$DIR/cassandra.pid"
@@ -41,6 +45,8 @@ LOGFILE="$DIR/logs/cassandra.log"
 HOST="$(host_of "$PE_CASSANDRA_HOSTS")"
 PORT="$PE_CASSANDRA_PORT"
 STORAGE_PORT="$PE_CASSANDRA_STORAGE_PORT"
+SEEDS="${CASSANDRA_SEEDS:-$HOST:$STORAGE_PORT}"
+INITIAL_TOKEN="${CASSANDRA_INITIAL_TOKEN:-0}"
 HEAP_MB="$PE_CASSANDRA_HEAP_MB"
 START_TIMEOUT_S=180
 STOP_TIMEOUT_S=90
@@ -92,7 +98,7 @@ render_config() {
             "  store_type: PKCS12" "  require_client_auth: false")"
     fi
     (umask 077 && render_template "$CONF_SRC/cassandra.yaml.template" "$CONF" \
-        "HOST=$HOST" "NATIVE_PORT=$PORT" "STORAGE_PORT=$STORAGE_PORT" "DATA_DIR=$DATA" \
+        "HOST=$HOST" "SEEDS=$SEEDS" "INITIAL_TOKEN=$INITIAL_TOKEN" "NATIVE_PORT=$PORT" "STORAGE_PORT=$STORAGE_PORT" "DATA_DIR=$DATA" \
         "AUTHENTICATOR=$auth" "CLIENT_ENCRYPTION=$tls")
 }
 

@@ -27,6 +27,7 @@ pe_config
 
 POM="$DEPLOY_DIR/maven/kafka/pom.xml"
 TEMPLATE="$DEPLOY_DIR/conf/kafka/server.properties.template"
+FEATURES="$DEPLOY_DIR/conf/kafka/features.properties"
 LOG4J2_CONF="$DEPLOY_DIR/conf/kafka/log4j2.properties"
 LIB="$PE_RUN_PATH/lib/kafka"
 case "$PE_KAFKA_SECURITY_PROTOCOL" in
@@ -103,7 +104,20 @@ render_config() {
         "LISTENER=$listener" "CONTROLLER_PROTOCOL=$controller" "SECURITY=$security")
 }
 
-# Format the KRaft storage once, with a random cluster id kept in $DIR/cluster.id.
+# `--feature NAME=LEVEL` for every pinned feature of $FEATURES (comments and blank lines skipped).
+feature_args() {
+    local line
+    while IFS= read -r line; do
+        line="${line%%#*}"
+        line="${line//[[:space:]]/}"
+        if [[ -n "$line" ]]; then
+            printf '%s\n' --feature "$line"
+        fi
+    done <"$FEATURES"
+}
+
+# Format the KRaft storage once, with a random cluster id kept in $DIR/cluster.id and the feature
+# levels pinned in $FEATURES (a later broker upgrade then cannot change them silently).
 format_storage() {
     local cluster_id java opts
     [[ -f "$DATA/meta.properties" ]] && return 0
@@ -124,6 +138,7 @@ while True:
     # so the passwords are not on the command line (the launcher expands it, /proc shows "@file").
     local argfile="$DIR/config/format.args" admin_pw user_pw
     (umask 077 && printf '%s\n' kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >"$argfile")
+    feature_args >>"$argfile"
     if ((SECURE)); then
         admin_pw="$(<"$ADMIN_PASSWORD_FILE")"
         user_pw="$(read_secret_ref "$PE_KAFKA_SASL_PASSWORD_FILE")"

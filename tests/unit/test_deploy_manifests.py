@@ -410,7 +410,7 @@ def test_cassandra_keyspace_and_consistency() -> None:
     assert m, "no CREATE KEYSPACE in keyspace.cql"
     assert m.group(1) == cfg["PE_CASSANDRA_KEYSPACE"]
     assert "'NetworkTopologyStrategy'" in m.group(2) and f"'{dc['metadata']['name']}': {rf}" in m.group(2)
-    (_, job), = of_kind("Job")
+    (_, job), = [(p, d) for p, d in of_kind("Job") if d["metadata"]["name"] == "profile-engine-cassandra-schema"]
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "NetworkTopologyStrategy" in script and f"'{dc['metadata']['name']}'" in script
 
