@@ -222,7 +222,9 @@ class Config:
         "rows sharing one unlogged batch: replica_set (partitions owned by the same replicas, so the "
         "coordinator writes them all locally), partition, or none (one request per row)", default="replica_set"
     )
-    cassandra_batch_max_rows: int = _doc("most rows in one grouped write (also capped at 20,000 payload bytes)", default=64)
+    cassandra_batch_max_rows: int = _doc(
+        "most rows in one grouped write (also capped at 20,000 payload bytes)", default=64
+    )
     cassandra_batch_linger_ms: int = _doc("most time a row waits for others to share its write", default=10)
     cassandra_local_dc: str = _doc(
         "the job's local datacenter: the Cassandra sink routes token-aware to replicas in it", default="datacenter1"
