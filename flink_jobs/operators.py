@@ -10,8 +10,8 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any, Optional
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional, Protocol
 
 from pyflink.common import Row, Time
 from pyflink.common.typeinfo import Types
@@ -70,52 +70,67 @@ def profile_state_descriptor(cfg: Config) -> ValueStateDescriptor:
     return descriptor
 
 
-def key_switcher(runtime_context: RuntimeContext, max_parallelism: int) -> Callable[[str], None]:
-    """A function that makes a user the current key of this operator's keyed state.
+class KeyedStateAccess(Protocol):
+    """One keyed ValueState read and written under many users' keys per call (the JVM's
+    jvm/.../KeyedStateAccess; tests use an in-memory one)."""
+
+    def getAll(self, users: list[str]) -> Sequence[Optional[str]]: ...  # noqa: N802 - Java names
+
+    def putAll(self, users: list[str], values: list[str]) -> None: ...  # noqa: N802
+
+    def clear(self, user: str) -> None: ...
+
+
+def keyed_state_access(runtime_context: RuntimeContext, state: Any, max_parallelism: int) -> KeyedStateAccess:
+    """The JVM accessor of ``state`` (a ValueState of this operator) under users' keys.
 
     PyFlink cannot switch keys inside a call, but the JVM state backend can: the embedded (thread
-    mode) runtime hands Python the Java backend, and pemja calls it directly. The key is the Row
-    that PyFlink's KeyByKeySelector builds (jvm/.../UserKeys.java builds the same one to route
-    batches), so Flink assigns and rescales users' key groups like any keyed state. Writing under
-    a key group this subtask does not own would drop the entry from its snapshots: refuse it."""
-    from pemja import findClass
-
+    mode) runtime hands Python the Java backend, and pemja passes it to KeyedStateAccess, which
+    switches keys in Java (one call per batch or flush, not five per user). The key is the Row that
+    PyFlink's KeyByKeySelector builds (jvm/.../UserKeys.java), so Flink assigns and rescales users'
+    key groups like any keyed state; a user of a key group this subtask does not own is refused."""
     try:  # pyflink 2.2.1 internals (pinned): fail at open(), never write state under a wrong key
         backend = runtime_context._keyed_state_backend._keyed_state_backend
+        j_state = state._state
     except AttributeError as exc:
         raise RuntimeError("this PyFlink does not expose the keyed state backend to thread-mode Python "
                            "functions; the profile operator needs python.execution-mode=thread") from exc
-    j_row = findClass("org.apache.flink.types.Row")
-    assignment = findClass("org.apache.flink.runtime.state.KeyGroupRangeAssignment")
-    owned = backend.getKeyGroupRange()
-
-    def switch(user_id: str) -> None:
-        key = j_row.withPositions(1)
-        key.setField(0, user_id)
-        group = assignment.assignToKeyGroup(key, max_parallelism)
-        if not owned.contains(group):
-            raise RuntimeError(f"user {user_id!r} (key group {group}) reached a subtask owning {owned}: the "
-                               "micro-batcher and the profile operator must share (max) parallelism")
-        backend.setCurrentKey(key)
-
-    return switch
+    # pemja's findClass sees Flink's classpath only; the glue jar is a job jar, in the user-code class
+    # loader: load the class from there and make one with its no-argument constructor
+    cls = runtime_context._runtime_context.getUserCodeClassLoader().loadClass(
+        "dev.profileengine.glue.KeyedStateAccess")
+    return cls.newInstance().bind(backend, j_state, max_parallelism)
 
 
 class KeyedProfileStore:
     """udfs.engine.ProfileStore over Flink keyed state, one entry per user.
 
     Decoded profiles of recent users stay in an LRU cache (rebuilt from state after any restart,
-    because open() runs again). Changed profiles are encoded and written to state once per
-    checkpoint (``flush``, on the batcher's commit marker before each barrier), not once per batch:
-    encoding is the most expensive part of a profile update."""
+    because open() runs again); ``prefetch`` reads a batch's other users from state in one JVM call.
+    Changed profiles are encoded and written to state once per checkpoint (``flush``, on the
+    batcher's commit marker before each barrier), not once per batch: encoding is the most
+    expensive part of a profile update."""
 
-    def __init__(self, state: Any, switch: Callable[[str], None], cache_size: int) -> None:
-        self.state = state
-        self.switch = switch
+    def __init__(self, access: KeyedStateAccess, cache_size: int) -> None:
+        self.access = access
         self.cache_size = cache_size
         self.cache: OrderedDict[str, Profile] = OrderedDict()
         self.dirty: dict[str, Profile] = {}  # not in state yet; never evicted before flush
+        self.absent: set[str] = set()  # read from state this batch: no entry
         self.state_reads = 0
+
+    def prefetch(self, users: Iterable[str]) -> None:
+        """Read every user not held in memory, in one call; later get()s of them need no JVM call."""
+        self.absent.clear()
+        missing = [u for u in dict.fromkeys(users) if u not in self.dirty and u not in self.cache]
+        if not missing:
+            return
+        self.state_reads += len(missing)
+        for user, raw in zip(missing, self.access.getAll(missing), strict=True):
+            if raw is None:
+                self.absent.add(user)
+            else:
+                self._remember(user, decode_profile(_from_state(raw)))
 
     def get(self, user_id: str) -> Optional[Profile]:
         p = self.dirty.get(user_id)
@@ -125,13 +140,10 @@ class KeyedProfileStore:
         if p is not None:
             self.cache.move_to_end(user_id)
             return p
-        self.switch(user_id)
-        raw = self.state.value()
-        self.state_reads += 1
-        if raw is None:
+        if user_id in self.absent:
             return None
-        p = decode_profile(_from_state(raw))
-        self._remember(user_id, p)
+        self.prefetch([user_id])  # not prefetched (or evicted since): one read
+        p = self.cache.get(user_id)
         return p
 
     def put(self, user_id: str, profile: Profile) -> None:
@@ -140,18 +152,18 @@ class KeyedProfileStore:
     def remove(self, user_id: str) -> None:
         self.dirty.pop(user_id, None)
         self.cache.pop(user_id, None)
-        self.switch(user_id)
-        self.state.clear()
+        self.absent.add(user_id)
+        self.access.clear(user_id)
 
     def flush(self) -> int:
-        """Write every changed profile to keyed state; returns how many."""
-        n = len(self.dirty)
-        for user_id, p in self.dirty.items():
-            self.switch(user_id)
-            self.state.update(_to_state(encode_profile(p)))
-            self._remember(user_id, p)
+        """Write every changed profile to keyed state (one JVM call); returns how many."""
+        users = list(self.dirty)
+        if users:
+            self.access.putAll(users, [_to_state(encode_profile(self.dirty[u])) for u in users])
+        for user_id in users:
+            self._remember(user_id, self.dirty[user_id])
         self.dirty.clear()
-        return n
+        return len(users)
 
     def _remember(self, user_id: str, p: Profile) -> None:
         self.cache[user_id] = p
@@ -180,7 +192,7 @@ class ProfileFunction(KeyedProcessFunction):
         self.segmenter = OnnxSegmenter(str(cfg.segments_file), provider=cfg.onnx_provider)
         self.score = functools.partial(score_batch, self.scorer, self.segmenter)
         state = runtime_context.get_state(profile_state_descriptor(cfg))
-        self.store = KeyedProfileStore(state, key_switcher(runtime_context, cfg.max_parallelism),
+        self.store = KeyedProfileStore(keyed_state_access(runtime_context, state, cfg.max_parallelism),
                                        cfg.profile_cache_users)
         self.pending: dict[str, ProfileRow] = {}
         group = runtime_context.get_metrics_group().add_group("profile_engine")
@@ -209,6 +221,7 @@ class ProfileFunction(KeyedProcessFunction):
         t0 = time.perf_counter()
         reads0 = self.store.state_reads
         events = [Event(*fields) for fields in json.loads(payload)]
+        self.store.prefetch(ev.user_id for ev in events)
         r = process_batch(events, self.store, self.score, self.settings, int(time.time() * 1000),
                           self.cfg.emit_features)
         merge_pending(self.pending, r)
@@ -231,8 +244,8 @@ class ProfileFunction(KeyedProcessFunction):
     def _commit(self) -> Iterable[Any]:
         t0 = time.perf_counter()
         flushed = self.store.flush()
-        for user, row in self.pending.items():
-            yield CASSANDRA_TAG, Row(*cassandra_rows.profile_request(user, row))
+        if self.pending:
+            yield CASSANDRA_TAG, Row(*cassandra_rows.profile_bundle(self.pending.items()))
         self.pending.clear()
         self.m_flushed.inc(flushed)
         self.m_flushes.inc()

@@ -23,7 +23,7 @@ PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
 # the profile row also keeps the latest scores: these columns are copied from the prediction
 PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 
-OP_PROFILE, OP_PREDICTION, OP_ERASE = "profile", "prediction", "erase"
+OP_PROFILE, OP_PROFILES, OP_PREDICTION, OP_ERASE = "profile", "profiles", "prediction", "erase"
 
 
 class WriteRequest(NamedTuple):
@@ -41,6 +41,13 @@ def profile_columns(row: ProfileRow) -> dict[str, Any]:
     values["features"] = list(row.features)
     values.update({k: row.prediction[k] for k in PROFILE_SCORING_COLUMNS})
     return {c: values[c] for c in PROFILE_COLUMNS}
+
+
+def profile_bundle(rows: Iterable[tuple[str, ProfileRow]]) -> WriteRequest:
+    """Many profile rows as one request: payload [[user_id, write_ts, columns], ...]. The job writes
+    a checkpoint's changed profiles this way, crossing from Python to the JVM once, not per user."""
+    items = [[user, int(row.version), profile_columns(row)] for user, row in rows]
+    return WriteRequest(OP_PROFILES, "", 0, _json(items))
 
 
 def prediction_columns(prediction: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +76,6 @@ def erase_request(user_id: str, write_ts: int) -> WriteRequest:
     return WriteRequest(OP_ERASE, user_id, int(write_ts), "")
 
 
-def _json(values: dict[str, Any]) -> str:
+def _json(values: Any) -> str:
     # allow_nan=False: NaN is not JSON and would fail in the JVM; a NaN feature is a bug to see here
     return json.dumps(values, separators=(",", ":"), allow_nan=False)

@@ -93,33 +93,33 @@ def test_erasure_in_a_batch_drops_the_profile_and_its_pending_row():
 
 
 # --- the Flink operator's store, without Flink -------------------------------------------------------
-class FakeValueState:
-    """Keyed ValueState of one operator: the current key is set by ``switch``."""
+class FakeStateAccess:
+    """flink_jobs.operators.KeyedStateAccess in memory: one ValueState under many users' keys."""
 
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
-        self.key: str | None = None
         self.writes = 0
+        self.calls = 0
 
-    def switch(self, user: str) -> None:
-        self.key = user
+    def getAll(self, users):  # noqa: N802, ANN001, ANN201 - the JVM's names
+        self.calls += 1
+        return [self.data.get(u) for u in users]
 
-    def value(self):
-        return self.data.get(self.key)
+    def putAll(self, users, values) -> None:  # noqa: N802, ANN001
+        self.calls += 1
+        self.writes += len(users)
+        self.data.update(zip(users, values, strict=True))
 
-    def update(self, v: str) -> None:
-        self.writes += 1
-        self.data[self.key] = v
-
-    def clear(self) -> None:
-        self.data.pop(self.key, None)
+    def clear(self, user: str) -> None:
+        self.calls += 1
+        self.data.pop(user, None)
 
 
 def test_keyed_store_writes_each_changed_profile_once_per_flush_and_never_loses_one():
     from flink_jobs.operators import KeyedProfileStore
 
-    state = FakeValueState()
-    store = KeyedProfileStore(state, state.switch, cache_size=2)  # a tiny cache: dirty entries must survive
+    state = FakeStateAccess()
+    store = KeyedProfileStore(state, cache_size=2)  # a tiny cache: dirty entries must survive
     events = stream(300, users=9)
     reference_store = MemoryStore()
     changed: set[str] = set()
@@ -141,13 +141,37 @@ def test_keyed_store_writes_each_changed_profile_once_per_flush_and_never_loses_
 def test_keyed_store_reads_state_after_a_restart_and_removes_on_erasure():
     from flink_jobs.operators import KeyedProfileStore
 
-    state = FakeValueState()
+    state = FakeStateAccess()
     events = stream(100, users=3)
-    first = KeyedProfileStore(state, state.switch, cache_size=10)
+    first = KeyedProfileStore(state, cache_size=10)
     process_batch(events, first, fake_score, S, 0)
     first.flush()
-    restarted = KeyedProfileStore(state, state.switch, cache_size=10)  # open() after a restore: empty cache
+    restarted = KeyedProfileStore(state, cache_size=10)  # open() after a restore: empty cache
     assert restarted.get("u0") == first.get("u0")
     assert restarted.state_reads == 1
     restarted.remove("u0")
     assert "u0" not in state.data and restarted.get("u0") is None
+
+
+def test_keyed_store_reads_a_batchs_users_in_one_call_and_flushes_in_one():
+    from flink_jobs.operators import KeyedProfileStore
+
+    state = FakeStateAccess()
+    events = stream(200, users=20)
+    KeyedProfileStore(state, cache_size=100).flush()
+    writer = KeyedProfileStore(state, cache_size=100)
+    first_users = {ev.user_id for ev in events[:100]}
+    process_batch(events[:100], writer, fake_score, S, 0)  # no prefetch: one read per new user
+    assert state.calls == len(first_users)
+    state.calls = 0
+    writer.flush()
+    assert state.calls == 1 and state.writes == len(first_users)  # one putAll for every changed user
+    store = KeyedProfileStore(state, cache_size=100)  # after a restart
+    state.calls = 0
+    store.prefetch(ev.user_id for ev in events[100:])
+    r = process_batch(events[100:], store, fake_score, S, 0)
+    # each user read once, all in one call
+    assert state.calls == 1 and store.state_reads == len({ev.user_id for ev in events[100:]})
+    reference = MemoryStore()
+    process_batch(events[:100], reference, fake_score, S, 0)
+    assert r.predictions == process_batch(events[100:], reference, fake_score, S, 0).predictions

@@ -14,7 +14,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
 from flink_jobs import connectors, profile_job, state_guard
 from flink_jobs.config import Config
-from flink_jobs.operators import key_switcher, profile_state_descriptor
+from flink_jobs.operators import keyed_state_access, profile_state_descriptor
 from udfs.profile import STATE_VERSION, Event
 
 FOREIGN_VERSION = STATE_VERSION + 1
@@ -25,16 +25,15 @@ class WriteForeignState(KeyedProcessFunction):
         self.cfg = cfg
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.state = runtime_context.get_state(profile_state_descriptor(self.cfg))
-        self.switch = key_switcher(runtime_context, self.cfg.max_parallelism)
+        state = runtime_context.get_state(profile_state_descriptor(self.cfg))
+        self.access = keyed_state_access(runtime_context, state, self.cfg.max_parallelism)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterable[str]:  # noqa: ANN001
         if value[0].startswith("{"):  # commit marker
             return
         for item in json.loads(value[0]):
             user = Event(*item).user_id
-            self.switch(user)
-            self.state.update(chr(FOREIGN_VERSION) + "\x00")  # version byte + (any) body, as latin-1
+            self.access.putAll([user], [chr(FOREIGN_VERSION) + "\x00"])  # version byte + (any) body, as latin-1
             yield user
 
 

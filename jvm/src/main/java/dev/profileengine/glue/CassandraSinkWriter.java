@@ -67,13 +67,15 @@ final class CassandraSinkWriter implements SinkWriter<Row> {
   @Override
   public void write(Row element, Context context) throws IOException, InterruptedException {
     // bound before the first submit: a bad row fails whole, never half an erase
-    for (BoundStatement st : statements.statements(element)) {
+    List<BoundStatement> bound = statements.statements(element);
+    int bytes = WriteStatements.approximateBytes(element, bound.size());
+    for (BoundStatement st : bound) {
       metrics.rowSubmitted();
       Object key = routing.groupKey(st);
       if (key == null) {
         writer.submit(st);
       } else {
-        grouper.add(key, st, WriteStatements.approximateBytes(element));
+        grouper.add(key, st, bytes);
       }
     }
     recordsSent.inc();

@@ -58,12 +58,20 @@ final class JsonColumns {
 
   /** Values of every column in column order; user_id comes from the row, not from the payload. */
   Object[] values(String userId, String payload) {
-    JsonNode root;
+    return values(userId, parse(payload));
+  }
+
+  /** The payload as a JSON tree (an object for one row, an array for a bundle of profile rows). */
+  static JsonNode parse(String payload) {
     try {
-      root = JSON.readTree(payload == null ? "" : payload);
+      return JSON.readTree(payload == null ? "" : payload);
     } catch (JsonProcessingException e) {
       throw new IllegalArgumentException("payload is not valid JSON: " + e.getOriginalMessage());
     }
+  }
+
+  /** Values of every column from an already parsed JSON object. */
+  Object[] values(String userId, JsonNode root) {
     if (root == null || !root.isObject()) {
       throw new IllegalArgumentException("payload must be a JSON object of column -> value");
     }
