@@ -91,6 +91,7 @@ def per_batch(m: dict[str, dict[str, float]]) -> dict[str, float]:
         "mean_batch_size": ratio("batched_events", "batches"),
         "python_us_per_batch": ratio("python_batch_micros", "python_batches"),
         "python_us_per_event": ratio("python_batch_micros", "events_applied"),
+        "python_cpu_us_per_event": ratio("python_cpu_micros", "events_applied"),
         "flush_us_per_checkpoint": ratio("state_flush_micros", "state_flushes"),
         "profiles_per_flush": ratio("profiles_flushed", "state_flushes"),
         "state_reads_per_event": ratio("state_reads", "events_applied"),

@@ -205,6 +205,8 @@ class ProfileFunction(KeyedProcessFunction):
         # take_gil). Divide by python_batches / state_flushes for the mean.
         self.m_batches = group.counter("python_batches")
         self.m_batch_us = group.counter("python_batch_micros")
+        # CPU time of this thread (wall time above includes waiting for the GIL and for output buffers)
+        self.m_cpu_us = group.counter("python_cpu_micros")
         self.m_flushes = group.counter("state_flushes")
         self.m_flush_us = group.counter("state_flush_micros")
         self.m_flushed = group.counter("profiles_flushed")
@@ -218,7 +220,7 @@ class ProfileFunction(KeyedProcessFunction):
         if payload.startswith("{"):
             yield from self._commit()
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         reads0 = self.store.state_reads
         events = [Event(*fields) for fields in json.loads(payload)]
         self.store.prefetch(ev.user_id for ev in events)
@@ -240,9 +242,10 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_state_reads.inc(self.store.state_reads - reads0)
         self.m_batches.inc()
         self.m_batch_us.inc(int((time.perf_counter() - t0) * 1e6))
+        self.m_cpu_us.inc(int((time.thread_time() - c0) * 1e6))
 
     def _commit(self) -> Iterable[Any]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         flushed = self.store.flush()
         if self.pending:
             yield CASSANDRA_TAG, Row(*cassandra_rows.profile_bundle(self.pending.items()))
@@ -250,6 +253,7 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_flushed.inc(flushed)
         self.m_flushes.inc()
         self.m_flush_us.inc(int((time.perf_counter() - t0) * 1e6))
+        self.m_cpu_us.inc(int((time.thread_time() - c0) * 1e6))
 
 
 def duplicate_row(ev: Event, topic: str) -> Row:

@@ -39,7 +39,8 @@ def profile_columns(row: ProfileRow) -> dict[str, Any]:
     """The profiles table's columns: the view, the features and the latest scores."""
     values = dict(row.view)
     values["features"] = list(row.features)
-    values.update({k: row.prediction[k] for k in PROFILE_SCORING_COLUMNS})
+    prediction = row.prediction
+    values.update({k: prediction[k] for k in PROFILE_SCORING_COLUMNS})
     return {c: values[c] for c in PROFILE_COLUMNS}
 
 

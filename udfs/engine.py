@@ -57,8 +57,14 @@ class ProfileRow:
 
     view: dict[str, Any]
     version: int
-    prediction: dict[str, Any]
+    # prediction.avsc values; the dict is built only for the rows that get written (once per user
+    # and checkpoint), not for every applied event
+    prediction_values: Sequence[Any]
     features: list[float]
+
+    @property
+    def prediction(self) -> dict[str, Any]:
+        return dict(zip(PREDICTION_FIELDS, self.prediction_values, strict=True))
 
 
 @dataclass
@@ -108,7 +114,7 @@ def process_batch(
         values = prediction_row(ev, s, view, scored_at, vector if emit_features else [])
         out.predictions.append(values)
         # later events of the same user overwrite: the row is as of the user's latest applied event
-        out.profiles[ev.user_id] = ProfileRow(view, version, dict(zip(PREDICTION_FIELDS, values, strict=True)), vector)
+        out.profiles[ev.user_id] = ProfileRow(view, version, values, vector)
     return out
 
 

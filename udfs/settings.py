@@ -4,6 +4,7 @@ the job configuration. Pure Python."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ class ProfileSettings:
     value_high_spend: float = 500.0
     value_recent_ms: int = 30 * 86_400_000
 
-    @property
+    @functools.cached_property  # read for every event: computed once (frozen, so it cannot go stale)
     def max_window_ms(self) -> int:
         return max(self.windows.values())
 

@@ -19,6 +19,7 @@ from tools.kafka_io import AvroCodec, collect
 from udfs import cassandra_rows, schemas
 from udfs.engine import ProfileRow
 from udfs.features import feature_vector
+from udfs.prediction import PREDICTION_FIELDS
 from udfs.profile import Outcome, profile_view, replay_steps
 from udfs.scorer import OnnxScorer
 from udfs.segmenter import OnnxSegmenter
@@ -167,7 +168,8 @@ def test_rewriting_the_same_profile_changes_nothing(isolated_cfg, outcome):
         view = {k: before[k] for k in schemas.field_names(schemas.PROFILE_VIEW)}
         pred = store.predictions(user, limit=1)[0]
         version = int(before["last_seen"]) * 1000 + 10**6  # a replayed write at a fixed timestamp
-        row = ProfileRow(view, version, dict(pred, features=before["features"]), before["features"])
+        pred = dict(pred, features=before["features"])
+        row = ProfileRow(view, version, [pred.get(f) for f in PREDICTION_FIELDS], before["features"])
         for _ in range(2):  # the requests the job emits, as a restore would emit them again
             store.write_requests([cassandra_rows.profile_request(user, row)])
         after = store.profile(user)
