@@ -48,7 +48,7 @@ BLENDS: dict[str, tuple[str, RecommendSettings]] = {
 }
 BASELINES = ("global popular 24h", "recent views")
 # refresh variants of the default blend (udfs.settings.RecommendSettings()): list reused for k - 1 events
-REFRESHED = "blend pw=1 24h"
+REFRESHED = "blend pw=0.3 24h"
 REFRESH = (5, 20)
 
 
@@ -172,6 +172,25 @@ def summarise(results: dict[str, dict[str, Scores]], n_boot: int = 1000) -> dict
     }
 
 
+# (a, b): the per-point difference a - b on the same points, bootstrapped by user (paired)
+PAIRS = (("own only", "recent views"), (REFRESHED, "own only"), (f"{REFRESHED} @5", REFRESHED),
+         (f"{REFRESHED} @20", REFRESHED))
+
+
+def paired(results: dict[str, dict[str, Scores]], period: str, n_boot: int = 1000) -> str:
+    rows = ["| difference | hit-rate@10 [95% CI] | recall@10 [95% CI] |", "|---|---|---|"]
+    for a, b in PAIRS:
+        sa, sb = results[period][a], results[period][b]
+        assert sa.users == sb.users  # same points, same order
+        cells = []
+        for metric in ("hit", "recall"):
+            diff = [x - y for x, y in zip(getattr(sa, metric), getattr(sb, metric), strict=True)]
+            est, lo, hi, _ = bootstrap_ci(sa.users, diff, n_boot)
+            cells.append(f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        rows.append(f"| {a} - {b} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
 def best_blend(summary: dict[str, dict[str, dict]], period: str = "tune") -> str:
     return max(BLENDS, key=lambda m: (summary[period][m]["hit"][0], m))
 
@@ -218,12 +237,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--bootstrap", type=int, default=1000)
     args = ap.parse_args(argv)
     events, dropped = load_events(HEAD, limit=args.limit)
-    summary = summarise(evaluate(events), args.bootstrap)
+    results = evaluate(events)
+    summary = summarise(results, args.bootstrap)
     chosen = best_blend(summary)
     print(f"{len(events)} events ({dropped} before the collection window dropped), "
           f"{len({e.user_id for e in events})} users; chosen on tune: {chosen}\n")
     for period in summary:
-        print(f"### {period}\n\n{table(summary, period, chosen)}\n")
+        print(f"### {period}\n\n{table(summary, period, chosen)}\n\n{paired(results, period, args.bootstrap)}\n")
     if args.plot:
         plot(summary, "test", args.plot)
         print(f"plot: {args.plot}")

@@ -46,3 +46,4 @@ def test_evaluation_on_a_slice_gives_proportions_with_ci_around_them():
     assert summary["test"]["own only"]["hit"][0] > summary["test"]["global popular 24h"]["hit"][0]
     assert E.best_blend(summary) in E.BLENDS
     assert "| method |" in E.table(summary, "test", E.best_blend(summary))
+    assert E.paired(results, "test", 100).count("\n") == len(E.PAIRS) + 1
