@@ -131,11 +131,13 @@ def main() -> int:
     figures.update(accuracy(sliced, cfg))
     figures.update(recommend_costs(head, cfg))
     figures.update(profile_costs(head, cfg))
-    figures.update(refresh_calls(sliced, cfg))
     rec = figures["recommend_us"]
-    for k in K:
-        figures[f"recs_us_per_event_every_{k}"] = rec * figures[f"calls_per_event_every_{k}"]
-    figures["recs_us_per_event_per_checkpoint"] = rec * figures["calls_per_event_per_checkpoint"]
+    for name, evs in (("slice", sliced), ("head", head)):  # many short users / few long ones
+        calls = refresh_calls(evs, cfg)
+        figures.update({f"{name}_{k}": v for k, v in calls.items()})
+        for k in K:
+            figures[f"{name}_recs_us_per_event_every_{k}"] = rec * calls[f"calls_per_event_every_{k}"]
+        figures[f"{name}_recs_us_per_event_per_checkpoint"] = rec * calls["calls_per_event_per_checkpoint"]
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:<{width}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{width}}  {v:,}")

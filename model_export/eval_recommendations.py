@@ -41,6 +41,7 @@ WINDOWS = {"24h": PopularitySettings(window_ms=24 * HOUR_MS), "6h": PopularitySe
 # name -> (popularity window, blend settings); "own only" is the blend without popularity
 BLENDS: dict[str, tuple[str, RecommendSettings]] = {
     "own only": ("24h", RecommendSettings(popular_weight=0.0)),
+    "blend pw=0.05 24h": ("24h", RecommendSettings(popular_weight=0.05)),
     "blend pw=0.3 24h": ("24h", RecommendSettings(popular_weight=0.3)),
     "blend pw=1 24h": ("24h", RecommendSettings(popular_weight=1.0)),
     "blend pw=3 24h": ("24h", RecommendSettings(popular_weight=3.0)),

@@ -28,6 +28,7 @@ than ``lateness_ms`` older than its category's clock is not counted (as a late e
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class CategoryWindow:
     category_id: str
     clock: int  # latest counted event time (epoch ms)
     buckets: dict[int, dict[str, int]] = field(default_factory=dict)  # bucket start -> item -> count
+    # per full bucket: a min-heap of (count, item) with stale entries, so an eviction costs
+    # O(log capacity) instead of a scan of every counter (derived: not encoded, not compared)
+    heaps: dict[int, list[tuple[int, str]]] = field(default_factory=dict, compare=False, repr=False)
 
 
 class CategoryTop(NamedTuple):
@@ -78,19 +82,35 @@ def step(
     if w <= 0 or t < state.clock - s.lateness_ms:
         return state
     capacity = s.global_bucket_items if state.category_id == GLOBAL else s.bucket_items
-    counters = state.buckets.setdefault(bucket_start(t, s), {})
+    b = bucket_start(t, s)
+    counters = state.buckets.setdefault(b, {})
     if ev.item_id in counters:
         counters[ev.item_id] += w
     elif len(counters) < capacity:
         counters[ev.item_id] = w
-    else:  # Space-Saving: the newcomer takes over the smallest counter
-        victim, floor = min(counters.items(), key=lambda kv: (kv[1], kv[0]))
+    else:  # Space-Saving: the newcomer takes over the smallest counter (ties: smallest item id)
+        floor, victim = _pop_min(state, b, counters)
         del counters[victim]
         counters[ev.item_id] = floor + w
+    if b in state.heaps:
+        heapq.heappush(state.heaps[b], (counters[ev.item_id], ev.item_id))
     if t > state.clock:
         state.clock = t
         prune(state, s)
     return state
+
+
+def _pop_min(state: CategoryWindow, b: int, counters: dict[str, int]) -> tuple[int, str]:
+    """The smallest (count, item) of a full bucket. Counts only grow, so a heap entry whose count
+    differs from the counter is stale and skipped; the heap is rebuilt when stale entries pile up."""
+    heap = state.heaps.get(b)
+    if heap is None or len(heap) > 4 * len(counters):
+        heap = state.heaps[b] = [(c, i) for i, c in counters.items()]
+        heapq.heapify(heap)
+    while True:
+        c, i = heapq.heappop(heap)
+        if counters.get(i) == c:
+            return c, i
 
 
 def prune(state: CategoryWindow, s: PopularitySettings = DEFAULT_POPULARITY) -> None:
@@ -98,6 +118,7 @@ def prune(state: CategoryWindow, s: PopularitySettings = DEFAULT_POPULARITY) -> 
     oldest_needed = bucket_start(state.clock - s.lateness_ms, s) - s.window_ms
     for b in [b for b in state.buckets if b <= oldest_needed]:
         del state.buckets[b]
+        state.heaps.pop(b, None)
 
 
 def top(state: CategoryWindow, at: int, s: PopularitySettings = DEFAULT_POPULARITY) -> CategoryTop:

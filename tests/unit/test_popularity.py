@@ -169,3 +169,22 @@ def test_index_forgets_quiet_categories_and_stale_tops_are_not_fresh():
     assert "quiet" not in idx.snapshot and "quiet" not in idx.windows
     t = CategoryTop("c", T0, 1, (("a", 1),))
     assert fresh(t, T0 + 2 * H, S) and not fresh(t, T0 + 3 * H, S)
+
+
+def test_heap_eviction_equals_the_plain_space_saving_scan():
+    """Reference: evict min (count, item) by scanning every counter."""
+    rng = random.Random(6)
+    events = [ev(t * 100, f"i{int(rng.paretovariate(1.2)) % 300}", kind=rng.choice(["view", "view", "cart"]))
+              for t in range(5000)]
+    ref: dict[str, int] = {}
+    for e in events:
+        w = S.event_weights[e.event_type]
+        if e.item_id in ref:
+            ref[e.item_id] += w
+        elif len(ref) < S.bucket_items:
+            ref[e.item_id] = w
+        else:
+            victim, floor = min(ref.items(), key=lambda kv: (kv[1], kv[0]))
+            del ref[victim]
+            ref[e.item_id] = floor + w
+    assert fold(events).buckets[T0] == ref
