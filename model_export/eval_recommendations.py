@@ -49,7 +49,7 @@ BLENDS: dict[str, tuple[str, RecommendSettings]] = {
 }
 BASELINES = ("global popular 24h", "recent views")
 # refresh variants of the default blend (udfs.settings.RecommendSettings()): list reused for k - 1 events
-REFRESHED = "blend pw=0.3 24h"
+REFRESHED = "blend pw=0.05 24h"
 REFRESH = (5, 20)
 
 

@@ -80,8 +80,9 @@ class RecommendSettings:
 
     n: int = 10
     own_weight: float = 1.0  # weight of the user's own decayed item affinity (normalised to [0, 1])
-    # weight of category share x normalised popularity: low, because on the Taobao evaluation popular
-    # items added nothing measurable and a high weight (3) cost hit-rate (docs/RECOMMENDATIONS.md)
-    popular_weight: float = 0.3
+    # weight of category share x normalised popularity: chosen on the tuning days of the Taobao
+    # evaluation; popular items added nothing measurable there and a weight of 3 cost hit-rate, so
+    # they mostly fill lists of users with few own items (docs/RECOMMENDATIONS.md)
+    popular_weight: float = 0.05
     categories: int = 5  # top interest categories whose popular items are candidates
     fallback_weight: float = 0.01  # global popularity fills what is left (cold start)
