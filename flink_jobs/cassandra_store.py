@@ -28,8 +28,10 @@ from udfs.cassandra_rows import (
     OP_ERASE,
     OP_PREDICTION,
     OP_PROFILE,
+    OP_RECOMMENDATION,
     PREDICTION_COLUMNS,
     PROFILE_COLUMNS,
+    RECOMMENDATION_COLUMNS,
     WriteRequest,
     erase_request,
 )
@@ -94,6 +96,14 @@ class CassandraStore:
             f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))}) USING TIMESTAMP ?",
             cl,
         )
+        self._put_recommendation = self._prepare(
+            f"INSERT INTO {ks}.recommendations ({', '.join(RECOMMENDATION_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(RECOMMENDATION_COLUMNS))}) USING TIMESTAMP ?",
+            cl,
+        )
+        self._erase_recommendations = self._prepare(
+            f"DELETE FROM {ks}.recommendations USING TIMESTAMP ? WHERE user_id = ?", cl
+        )
         self._erase_profile = self._prepare(f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE user_id = ?", cl)
         self._erase_predictions = self._prepare(
             f"DELETE FROM {ks}.predictions USING TIMESTAMP ? WHERE user_id = ?", cl
@@ -112,11 +122,14 @@ class CassandraStore:
         work: list[tuple[PreparedStatement, list[Any]]] = []
         for r in requests:
             if r.op == OP_ERASE:
-                work += [(stmt, [r.write_ts, r.user_id]) for stmt in (self._erase_profile, self._erase_predictions)]
+                work += [(stmt, [r.write_ts, r.user_id])
+                         for stmt in (self._erase_profile, self._erase_predictions, self._erase_recommendations)]
             else:
-                stmt, cols = (self._put_profile, PROFILE_COLUMNS) if r.op == OP_PROFILE else \
-                    (self._put_prediction, PREDICTION_COLUMNS)
-                assert r.op in (OP_PROFILE, OP_PREDICTION), r.op
+                stmt, cols = {
+                    OP_PROFILE: (self._put_profile, PROFILE_COLUMNS),
+                    OP_PREDICTION: (self._put_prediction, PREDICTION_COLUMNS),
+                    OP_RECOMMENDATION: (self._put_recommendation, RECOMMENDATION_COLUMNS),
+                }[r.op]
                 values = json.loads(r.payload)
                 work.append((stmt, [values[c] for c in cols] + [r.write_ts]))
         delay = 0.1
@@ -138,7 +151,8 @@ class CassandraStore:
                 delay = min(delay * 2, 5.0)
 
     def erase(self, user_id: str, timestamp_us: int) -> None:
-        """Delete the user's profile row and every prediction row written before ``timestamp_us``."""
+        """Delete the user's profile and recommendations rows and every prediction row written before
+        ``timestamp_us``."""
         self.write_requests([erase_request(user_id, timestamp_us)])
 
     def profile(self, user_id: str) -> Optional[dict[str, Any]]:
@@ -153,6 +167,12 @@ class CassandraStore:
             (user_id, limit),
         )
         return [_plain(r._asdict()) for r in rows]
+
+    def recommendations(self, user_id: str) -> Optional[dict[str, Any]]:
+        row = self.session.execute(
+            f"SELECT * FROM {self.cfg.cassandra_keyspace}.recommendations WHERE user_id = %s", (user_id,)
+        ).one()
+        return _plain(row._asdict()) if row else None
 
     def close(self) -> None:
         self.cluster.shutdown()

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_h
 
 # udfs.settings is pure Python on the standard library (it reads schemas/features.json), so this
 # import keeps `python3 -m flink_jobs.config --shell` working without the venv.
+from udfs.settings import PopularitySettings as _PopSettings
 from udfs.settings import ProfileSettings as _CoreSettings
+from udfs.settings import RecommendSettings as _RecSettings
 
 if TYPE_CHECKING:
-    from udfs.settings import ProfileSettings
+    from udfs.settings import PopularitySettings, ProfileSettings, RecommendSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE_ENV = "PE_CONFIG_FILE"
@@ -67,7 +69,23 @@ PROFILE_FIELDS: dict[str, str] = {
     "value_mid_spend": "value_mid_spend",
     "value_high_spend": "value_high_spend",
     "value_recent_ms": "value_recent_ms",
+    "recent_items_max": "recent_items_max",
+    "bought_items_max": "bought_items_max",
+    "bought_exclude_ms": "bought_exclude_ms",
 }
+_POP: dict[str, Any] = {f.name: f.default for f in fields(_PopSettings) if f.default is not dataclasses.MISSING}
+_REC: dict[str, Any] = {f.name: f.default for f in fields(_RecSettings) if f.default is not dataclasses.MISSING}
+# PopularitySettings / RecommendSettings field -> Config field (the popularity lateness is the job's)
+POPULARITY_FIELDS: dict[str, str] = {
+    "window_ms": "popular_window_ms",
+    "slide_ms": "popular_slide_ms",
+    "emit_ms": "popular_emit_ms",
+    "lateness_ms": "max_out_of_orderness_ms",
+    "bucket_items": "popular_bucket_items",
+    "top_items": "popular_top_items",
+    "max_categories": "popular_max_categories",
+}
+RECOMMEND_FIELDS: dict[str, str] = {"n": "recommend_n", "popular_weight": "recommend_popular_weight"}
 
 DAY_MS = 86_400_000
 PORT = (1, 65_535)
@@ -109,6 +127,18 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "batch_max_events": (1, 1_000_000),
     "batch_max_delay_ms": (1, None),
     "state_ttl_ms": (0, None),
+    "recent_items_max": (1, 10_000),
+    "bought_items_max": (0, 10_000),
+    "bought_exclude_ms": (0, None),
+    "popular_window_ms": (1, None),
+    "popular_slide_ms": (1, None),
+    "popular_emit_ms": (1, None),
+    "popular_bucket_items": (1, 100_000),
+    "popular_top_items": (1, 10_000),
+    "popular_max_categories": (1, 1_000_000),
+    "recommend_n": (1, 1000),
+    "recommend_popular_weight": (0, None),
+    "recommend_refresh_events": (1, None),
 }
 # Settings that must not be empty (a blank topic or host fails far from its cause).
 REQUIRED = (
@@ -145,6 +175,11 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile": ("profile core (tags, expiry)", (
         "idle_expiry_ms", "top_k_categories", "lifecycle_new_ms", "lifecycle_at_risk_ms", "lifecycle_dormant_ms",
         "value_mid_purchases", "value_high_purchases", "value_mid_spend", "value_high_spend", "value_recent_ms",
+        "recent_items_max", "bought_items_max", "bought_exclude_ms",
+    )),
+    "recommend": ("recommendations (popular-now window, blend)", (
+        "popular_window_ms", "popular_slide_ms", "popular_emit_ms", "popular_bucket_items", "popular_top_items",
+        "popular_max_categories", "recommend_n", "recommend_popular_weight", "recommend_refresh_events",
     )),
     "model": ("model", ("model_path", "segments_path", "onnx_provider", "emit_features")),
     "stack": ("local stack (deploy/*.sh)", (
@@ -155,7 +190,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 ALL_GROUPS = tuple(GROUPS)
 # What the job needs: submit passes all of these to `flink run`.
-JOB_GROUPS = ("kafka", "topics", "cassandra", "flink", "job", "profile", "model", "paths")
+JOB_GROUPS = ("kafka", "topics", "cassandra", "flink", "job", "profile", "recommend", "model", "paths")
 
 
 class ConfigError(ValueError):
@@ -287,6 +322,29 @@ class Config:
     value_recent_ms: int = _doc(
         "a buyer is recent if the last purchase is this fresh", default=_CORE["value_recent_ms"]
     )
+    recent_items_max: int = _doc(
+        "items a profile remembers for recommendations (strongest decayed affinity kept)",
+        default=_CORE["recent_items_max"],
+    )
+    bought_items_max: int = _doc("purchased items a profile remembers (to exclude them)",
+                                 default=_CORE["bought_items_max"])
+    bought_exclude_ms: int = _doc("an item bought this recently is not recommended", default=_CORE["bought_exclude_ms"])
+    # --- Recommendations (docs/RECOMMENDATIONS.md) -------------------------------------------------
+    popular_window_ms: int = _doc("'popular now' sliding event-time window (a multiple of popular_slide_ms)",
+                                  default=_POP["window_ms"])
+    popular_slide_ms: int = _doc("slide of the 'popular now' window (a multiple of popular_emit_ms)",
+                                 default=_POP["slide_ms"])
+    popular_emit_ms: int = _doc("a category's changed top items are broadcast once per this much event time",
+                                default=_POP["emit_ms"])
+    popular_bucket_items: int = _doc("Space-Saving item counters per category and slide", default=_POP["bucket_items"])
+    popular_top_items: int = _doc("popular items per category in the broadcast snapshot", default=_POP["top_items"])
+    popular_max_categories: int = _doc("categories in the broadcast snapshot (most active kept)",
+                                       default=_POP["max_categories"])
+    recommend_n: int = _doc("items per recommendation list", default=_REC["n"])
+    recommend_popular_weight: float = _doc("weight of popular-in-category items against the user's own items",
+                                           default=_REC["popular_weight"])
+    recommend_refresh_events: int = _doc("recompute a user's list every this many of their events (1: every event)",
+                                         default=1)
     profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
     # --- Micro-batching (README "Throughput") ---------------------------------------------------
     batch_max_events: int = _doc("micro-batch: a subtask's batch is handed to Python at this size", default=500)
@@ -324,6 +382,16 @@ class Config:
         from udfs.settings import ProfileSettings
 
         return ProfileSettings(**{core: getattr(self, name) for core, name in PROFILE_FIELDS.items()})
+
+    def popularity_settings(self) -> PopularitySettings:
+        from udfs.settings import PopularitySettings
+
+        return PopularitySettings(**{core: getattr(self, name) for core, name in POPULARITY_FIELDS.items()})
+
+    def recommend_settings(self) -> RecommendSettings:
+        from udfs.settings import RecommendSettings
+
+        return RecommendSettings(**{core: getattr(self, name) for core, name in RECOMMEND_FIELDS.items()})
 
     @property
     def cassandra_contact_points(self) -> list[str]:
@@ -598,6 +666,11 @@ def _problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                     "at-risk must come before dormant (lifecycle_at_risk_ms <= lifecycle_dormant_ms)"))
     if cfg.value_mid_purchases > cfg.value_high_purchases:
         out.append((("value_mid_purchases", "value_high_purchases"), "the 'medium' tier needs <= the 'high' tier"))
+    if cfg.popular_window_ms % cfg.popular_slide_ms or cfg.popular_slide_ms % cfg.popular_emit_ms:
+        out.append((("popular_window_ms", "popular_slide_ms", "popular_emit_ms"),
+                    "the window must be a multiple of the slide, and the slide of the emit interval"))
+    if cfg.popular_top_items > cfg.popular_bucket_items:
+        out.append((("popular_top_items", "popular_bucket_items"), "cannot show more items than are counted"))
     if cfg.value_mid_spend > cfg.value_high_spend:
         out.append((("value_mid_spend", "value_high_spend"), "the 'medium' tier needs <= the 'high' tier"))
     # The local stack binds all of these on one address (the reporter on every address): two equal

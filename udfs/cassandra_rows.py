@@ -2,10 +2,10 @@
 value). Pure Python. The job emits them to the JVM Cassandra sink (jvm/.../CassandraSink.java), which
 binds them to prepared statements; the column names come from schemas/cassandra.cql.
 
-Idempotence: a profile row is written ``USING TIMESTAMP`` = the state's version (strictly increasing
-per user, also across state expiry), a prediction row = its event time in µs, an erasure's tombstones
-= udfs.profile.erasure_timestamp. Replaying events after a restore rewrites identical cells and
-changes nothing; an older profile can never overwrite a newer one.
+Idempotence: a profile row and a recommendations row are written ``USING TIMESTAMP`` = the state's
+version (strictly increasing per user, also across state expiry), a prediction row = its event time
+in µs, an erasure's tombstones = udfs.profile.erasure_timestamp. Replaying events after a restore
+rewrites identical cells and changes nothing; an older profile can never overwrite a newer one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
 # the profile row also keeps the latest scores: these columns are copied from the prediction
 PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 
+RECOMMENDATION_COLUMNS: list[str] = list(schemas.cql_columns("recommendations"))
+
 OP_PROFILE, OP_PROFILES, OP_PREDICTION, OP_ERASE = "profile", "profiles", "prediction", "erase"
+OP_RECOMMENDATION = "recommendation"
 
 
 class WriteRequest(NamedTuple):
@@ -71,6 +74,26 @@ def prediction_requests(predictions: Iterable[Sequence[Any]]) -> list[WriteReque
         out.append(WriteRequest(OP_PREDICTION, pred["user_id"], prediction_write_ts(pred),
                                 _json(prediction_columns(pred))))
     return out
+
+
+def recommendation_columns(
+    user_id: str, ranked: Sequence[tuple[str, float]], model_version: str, as_of: int, computed_at: int
+) -> dict[str, Any]:
+    """The recommendations table's columns: the ranked list as two parallel lists (rank = index)."""
+    values = {"user_id": user_id, "items": [i for i, _ in ranked], "scores": [float(sc) for _, sc in ranked],
+              "model_version": model_version, "as_of": int(as_of), "computed_at": int(computed_at)}
+    return {c: values[c] for c in RECOMMENDATION_COLUMNS}
+
+
+def recommendation_request(
+    user_id: str, ranked: Sequence[tuple[str, float]], profile_version: int, model_version: str, as_of: int,
+    computed_at: int,
+) -> WriteRequest:
+    """Written at the profile's version (µs): a list computed from an older profile can never
+    overwrite a newer one, and a replay after a restore rewrites the same cells (``computed_at`` is
+    processing time; a replay may change it, harmlessly)."""
+    return WriteRequest(OP_RECOMMENDATION, user_id, int(profile_version),
+                        _json(recommendation_columns(user_id, ranked, model_version, as_of, computed_at)))
 
 
 def erase_request(user_id: str, write_ts: int) -> WriteRequest:

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple, Optional
 
 import fastavro
 
-from udfs import schemas
+from udfs import item_memory, schemas
+from udfs.item_memory import RecentItem
 from udfs.settings import ProfileSettings
 
 DEFAULT_SETTINGS = ProfileSettings()
@@ -103,6 +104,9 @@ class Profile:
     interests: dict[str, float] = field(default_factory=dict)
     recent: list[tuple[int, str]] = field(default_factory=list)  # sorted (event time, item id)
     seen_ids: dict[str, int] = field(default_factory=dict)  # event id -> event time
+    # state v3 (udfs.item_memory): what recommendations need
+    recent_items: dict[str, RecentItem] = field(default_factory=dict)
+    bought: dict[str, int] = field(default_factory=dict)  # item id -> latest purchase time
 
 
 class Before(NamedTuple):
@@ -206,6 +210,7 @@ def apply_event(state: Optional[Profile], ev: Event, s: ProfileSettings = DEFAUL
     tile.item_ids.add(ev.item_id)
 
     _add_interest(p, ev, s)
+    item_memory.observe(p.recent_items, p.bought, ev.event_type, ev.item_id, ev.category_id, t, p.last_seen, s)
     bisect.insort(p.recent, (t, ev.item_id))
     p.seen_ids[ev.event_id] = t
     return p
@@ -378,7 +383,9 @@ _VIEW_FROM_STATE = [f for f in _VIEW_FIELDS if f in schemas.field_names(schemas.
 
 STATE_VERSION = schemas.state_version()
 _STATE_SCHEMA = fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE))
-_STATE_COLLECTIONS = ("tiles", "interest_ref", "interests", "recent", "seen_ids")
+_STATE_COLLECTIONS = ("tiles", "interest_ref", "interests", "recent", "seen_ids", "recent_items", "bought")
+# Readers of older layouts: Avro schema resolution from the writer's schema fills the new fields' defaults.
+_OLD_STATE_SCHEMAS = {2: fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE_V2))}
 # fields stored as they are in the Profile (the collections above have their own shape)
 _STATE_SCALARS = [f for f in schemas.field_names(schemas.PROFILE_STATE) if f not in _STATE_COLLECTIONS]
 
@@ -402,6 +409,11 @@ def encode_profile(p: Profile) -> bytes:
         "interests": p.interests,
         "recent": [{"t": t, "item_id": i} for t, i in p.recent],
         "seen_ids": [{"t": t, "event_id": i} for i, t in p.seen_ids.items()],
+        "recent_items": [
+            {"item_id": i, "category_id": r.category_id, "t": r.t, "weight": r.weight, "last_view": r.last_view}
+            for i, r in sorted(p.recent_items.items())
+        ],
+        "bought": [{"item_id": i, "t": t} for i, t in sorted(p.bought.items())],
     })
     buf = io.BytesIO()
     buf.write(bytes([STATE_VERSION]))
@@ -413,12 +425,15 @@ def decode_profile(data: bytes) -> Profile:
     if not data:
         raise StateVersionError("empty profile state")
     version = data[0]
-    if version != STATE_VERSION:
+    if version == STATE_VERSION:
+        r = fastavro.schemaless_reader(io.BytesIO(data[1:]), _STATE_SCHEMA)
+    elif version in _OLD_STATE_SCHEMAS:
+        r = fastavro.schemaless_reader(io.BytesIO(data[1:]), _OLD_STATE_SCHEMAS[version], _STATE_SCHEMA)
+    else:
         raise StateVersionError(
-            f"profile state version {version} cannot be read by this release (reads version {STATE_VERSION}); "
-            "restore from a savepoint of a compatible release"
+            f"profile state version {version} cannot be read by this release (reads versions "
+            f"{sorted({STATE_VERSION, *_OLD_STATE_SCHEMAS})}); restore from a savepoint of a compatible release"
         )
-    r = fastavro.schemaless_reader(io.BytesIO(data[1:]), _STATE_SCHEMA)
     tiles = {
         t["start"]: Tile(t["start"], t["n_view"], t["n_cart"], t["n_fav"], t["n_purchase"], t["spend"], t["items"],
                          set(t["categories"]), set(t["item_ids"]))
@@ -431,6 +446,9 @@ def decode_profile(data: bytes) -> Profile:
         interests=dict(r["interests"]),
         recent=[(x["t"], x["item_id"]) for x in r["recent"]],
         seen_ids={x["event_id"]: x["t"] for x in r["seen_ids"]},
+        recent_items={x["item_id"]: RecentItem(x["category_id"], x["t"], x["weight"], x["last_view"])
+                      for x in r["recent_items"]},
+        bought={x["item_id"]: x["t"] for x in r["bought"]},
     )
 
 

@@ -15,6 +15,7 @@ EVENT = "user_event.avsc"
 PREDICTION = "prediction.avsc"
 DEAD_LETTER = "dead_letter.avsc"
 PROFILE_STATE = "profile_state.avsc"
+PROFILE_STATE_V2 = "profile_state_v2.avsc"  # the previous layout, kept to read old savepoints
 PROFILE_VIEW = "profile_view.avsc"
 MODEL_MESSAGE = "model_message.avsc"
 MODEL_REGISTRY_STATE = "model_registry_state.avsc"

@@ -255,6 +255,8 @@ def help_of(module: str, *args: str) -> str:
      ["--cassandra-hosts", "--parallelism", "--onnx-provider"]),
     ("tools.tail_predictions", (), ["--topic-predictions"], ["--cassandra-hosts", "--model-path"]),
     ("tools.show_profile", (), ["--cassandra-keyspace"], ["--kafka-bootstrap", "--parallelism"]),
+    ("tools.recommend", (), ["--cassandra-keyspace", "--json"], ["--kafka-bootstrap", "--popular-window-ms"]),
+    ("flink_jobs.submit", ("start",), ["--popular-window-ms", "--recommend-n"], ["--metrics-port"]),
     ("flink_jobs.submit", ("stop",), ["--flink-rest-host", "--savepoint"], ["--kafka-bootstrap", "--model-path"]),
     ("flink_jobs.submit", ("start",), ["--from-savepoint", "--model-path", "--parallelism"], ["--metrics-port"]),
 ])
@@ -286,6 +288,33 @@ def test_training_and_serving_start_from_the_same_profile_settings():
     params = set(schemas.features_doc()["params"])
     feature_fields = {n for n in core if n in params or n == "windows"}
     assert set(core) - feature_fields == set(PROFILE_FIELDS), "map the new ProfileSettings field in PROFILE_FIELDS"
+
+
+def test_popularity_and_recommend_settings_take_the_core_defaults_and_reach_the_core():
+    from flink_jobs.config import POPULARITY_FIELDS, RECOMMEND_FIELDS
+    from udfs.settings import PopularitySettings, RecommendSettings
+
+    cfg = Config()
+    for core_cls, mapping in ((PopularitySettings, POPULARITY_FIELDS), (RecommendSettings, RECOMMEND_FIELDS)):
+        core = core_cls()
+        for core_name, cfg_name in mapping.items():
+            if cfg_name != "max_out_of_orderness_ms":  # the job's lateness, shared with the profile
+                assert getattr(cfg, cfg_name) == getattr(core, core_name), cfg_name
+    env = {"PE_POPULAR_WINDOW_MS": str(6 * 3_600_000), "PE_RECOMMEND_POPULAR_WEIGHT": "0.5",
+           "PE_MAX_OUT_OF_ORDERNESS_MS": "1000"}
+    c = Config.from_env(env)
+    assert c.popularity_settings().window_ms == 6 * 3_600_000 and c.popularity_settings().lateness_ms == 1000
+    assert c.recommend_settings().popular_weight == 0.5
+
+
+@pytest.mark.parametrize("env", [
+    {"PE_POPULAR_WINDOW_MS": "5400000"},  # 1.5 slides
+    {"PE_POPULAR_SLIDE_MS": "1000000"},  # not a multiple of the 5 min emit interval (nor divides the window)
+    {"PE_POPULAR_TOP_ITEMS": "100", "PE_POPULAR_BUCKET_ITEMS": "64"},
+])
+def test_inconsistent_popularity_windows_are_refused(env):
+    with pytest.raises(ConfigError):
+        Config.from_env(env)
 
 
 def test_a_profile_setting_changed_in_the_config_reaches_the_core():

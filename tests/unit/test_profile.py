@@ -275,10 +275,10 @@ def test_state_roundtrip_keeps_everything():
     p = build([ev(0, "purchase", price=2.0, qty=2, cat="a"), ev(10 * M, "cart", cat="b", item="i2")])
     q = decode_profile(encode_profile(p))
     assert q == p
-    assert encode_profile(p)[0] == 2
+    assert encode_profile(p)[0] == 3
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x01abc", b"\x03", b"\x00"])
+@pytest.mark.parametrize("blob", [b"", b"\x01abc", b"\x04", b"\x00"])
 def test_unreadable_state_fails_loudly(blob):
     with pytest.raises(StateVersionError):
         decode_profile(blob)

@@ -94,3 +94,18 @@ def test_event_types_have_profile_counters_and_interest_weights():
         ev = Event("e", "u", t, "i", "c", 1.0, 1, 0, None, None)
         assert apply_event(None, ev).n_events == 1
         assert t in ProfileSettings().interest_weights
+
+
+def test_cql_recommendations_columns_match_the_rows_the_core_writes():
+    import json
+
+    from udfs.cassandra_rows import OP_RECOMMENDATION, RECOMMENDATION_COLUMNS, recommendation_request
+
+    cols = schemas.cql_columns("recommendations")
+    assert cols == {"user_id": "text", "items": "frozen<list<text>>", "scores": "frozen<list<double>>",
+                    "model_version": "text", "as_of": "bigint", "computed_at": "bigint"}
+    req = recommendation_request("u1", [("a", 0.9), ("b", 0.5)], 1_000_000_001, "blend-v1", 1_000_000, 1_000_500)
+    assert req.op == OP_RECOMMENDATION and req.user_id == "u1" and req.write_ts == 1_000_000_001
+    values = json.loads(req.payload)
+    assert list(values) == RECOMMENDATION_COLUMNS == list(cols)
+    assert values["items"] == ["a", "b"] and values["scores"] == [0.9, 0.5]
