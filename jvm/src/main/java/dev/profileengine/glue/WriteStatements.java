@@ -18,7 +18,7 @@ import org.apache.flink.types.Row;
 /**
  * The four prepared statements of the sink and the mapping of one write request (a row of
  * {@link CassandraSink#elementType()}) to the bound statements that carry it out: one for
- * "profile" and "prediction", two for "erase" (a profile row and the user's prediction partition),
+ * "profile" and "prediction", three for "erase" (the user's profile row, prediction partition and recommendations row),
  * one per item for "profiles" (a bundle of profile rows).
  *
  * <p>Every statement carries USING TIMESTAMP from the row, so the order in which concurrent
@@ -35,6 +35,7 @@ final class WriteStatements {
   private final Upsert prediction;
   private final PreparedStatement eraseProfile;
   private final PreparedStatement erasePredictions;
+  private final PreparedStatement eraseRecommendations;
   private final ConsistencyLevel profileCl;
   private final ConsistencyLevel predictionCl;
 
@@ -49,6 +50,7 @@ final class WriteStatements {
         s.predictionColumns(), codecs, predictionCl);
     eraseProfile = session.prepare(erase(ks + ".profiles"));
     erasePredictions = session.prepare(erase(ks + ".predictions"));
+    eraseRecommendations = session.prepare(erase(ks + ".recommendations"));
   }
 
   static SimpleStatement insert(String table, List<String> columns) {
@@ -82,7 +84,8 @@ final class WriteStatements {
         return List.of(prediction.bind(userId, writeTs, field(row, 3, String.class, "payload")));
       } else if (ERASE.equals(op)) {
         return List.of(delete(eraseProfile, profileCl, userId, writeTs),
-            delete(erasePredictions, predictionCl, userId, writeTs));
+            delete(erasePredictions, predictionCl, userId, writeTs),
+            delete(eraseRecommendations, profileCl, userId, writeTs));
       }
       throw new IllegalArgumentException("op must be profile, profiles, prediction or erase");
     } catch (IllegalArgumentException e) {
