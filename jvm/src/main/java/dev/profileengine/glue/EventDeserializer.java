@@ -161,8 +161,9 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
       if (bad != null) {
         return bad;
       }
-      ConfluentReaders.Resolution r =
-          confluent.resolve(ConfluentReaders.schemaId(value), schema, writer -> newReader(writer, schema));
+      ConfluentReaders.Resolution r = confluent.resolve(ConfluentReaders.schemaId(value), schema,
+              // the reader's own schema (the usual case) needs no resolution step per field
+              writer -> writer.equals(schema) ? reader : newReader(writer, schema));
       if (r.reader() == null) {
         return new String[] {r.reason(), r.detail()};
       }
