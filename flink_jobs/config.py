@@ -139,7 +139,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         "cassandra_ssl_check_hostname",
     )),
     "registry": ("schema registry (Confluent wire format)", (
-        "event_format", "schema_registry_host", "schema_registry_port", "schema_registry_path",
+        "event_format", "prediction_format", "schema_registry_host", "schema_registry_port", "schema_registry_path",
         "schema_registry_timeout_ms",
     )),
     "flink": ("Flink cluster", ("flink_rest_host", "flink_rest_port")),
@@ -219,8 +219,12 @@ class Config:
         "user-events values: avro (plain Avro binary of user_event.avsc) or confluent (Confluent wire format: "
         "magic byte 0 + 4-byte schema id + Avro, writer schema resolved from the schema registry)", default="avro"
     )
+    prediction_format: EventFormat = _doc(
+        "predictions topic values: avro (plain) or confluent (wire format, prediction.avsc registered as "
+        "<topic_predictions>-value when the job starts)", default="avro"
+    )
     schema_registry_host: str = _doc(
-        "schema registry host (event_format=confluent; deploy/registry.sh listens here)", default="127.0.0.1"
+        "schema registry host (for the confluent formats; deploy/registry.sh listens here)", default="127.0.0.1"
     )
     schema_registry_port: int = _doc("schema registry port", default=8085)
     schema_registry_path: str = _doc(
@@ -646,8 +650,9 @@ def _problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
 def _registry_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
     out: list[tuple[tuple[str, ...], str]] = []
     host = cfg.schema_registry_host.strip()
-    if cfg.event_format == "confluent" and not host:
-        out.append((("event_format", "schema_registry_host"), "event_format=confluent needs a schema registry host"))
+    for name in ("event_format", "prediction_format"):
+        if getattr(cfg, name) == "confluent" and not host:
+            out.append(((name, "schema_registry_host"), f"{name}=confluent needs a schema registry host"))
     if host and not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]", host):
         out.append((("schema_registry_host",), "a host name or address only (no scheme, port or path)"))
     if cfg.schema_registry_path and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", cfg.schema_registry_path):

@@ -119,15 +119,24 @@ def split_and_batch(raw: DataStream, cfg: Config) -> tuple[KeyedStream, DataStre
     return _key_by_field0(j_batches, BATCH_TYPE), dead
 
 
-def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool) -> KafkaSink:
-    """Kafka sink writing rows of ``avsc`` as Avro binary, keyed by ``key_field`` (UTF-8)."""
+def avro_kafka_sink(
+    cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool, confluent: bool = False
+) -> KafkaSink:
+    """Kafka sink writing rows of ``avsc`` as Avro binary, keyed by ``key_field`` (UTF-8); with
+    ``confluent`` in the Confluent wire format, the schema registered as subject ``<topic>-value``."""
     glue = _glue()
     key_index = schemas.field_names(avsc).index(key_field)
+    if confluent:
+        value = glue.AvroRowSerializer.confluent(
+            schemas.avro_text(avsc), cfg.schema_registry_url, cfg.schema_registry_timeout_ms, f"{topic}-value"
+        )
+    else:
+        value = glue.AvroRowSerializer(schemas.avro_text(avsc))
     serializer = (
         KafkaRecordSerializationSchema.builder()
         .set_topic(topic)
         .set_key_serialization_schema(SerializationSchema(glue.RowFieldKey(key_index)))
-        .set_value_serialization_schema(SerializationSchema(glue.AvroRowSerializer(schemas.avro_text(avsc))))
+        .set_value_serialization_schema(SerializationSchema(value))
         .build()
     )
     builder = (

@@ -4,7 +4,9 @@ registry (deploy/registry.sh: Apicurio Registry, Confluent-compatible API), Kafk
 Producers register user_event.avsc (v1) and a v2 that adds an optional field with a default, with
 confluent_kafka's AvroSerializer, as a shop's Python producer would. Both kinds of event are applied
 exactly as the offline replay says; records of an incompatible writer schema, of an id the registry
-does not know and without the Confluent framing land in the DLQ with their reasons."""
+does not know and without the Confluent framing land in the DLQ with their reasons. The job writes
+its predictions in the same format (prediction_format=confluent): they are read back here with
+confluent_kafka's AvroDeserializer, as a consuming team would."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from flink_jobs.config import Config
@@ -58,7 +60,7 @@ def _drop_item_id(fields: list) -> None:
 
 @pytest.fixture(scope="module")
 def cfg() -> Iterator[Config]:
-    with isolated(event_format="confluent") as c:
+    with isolated(event_format="confluent", prediction_format="confluent") as c:
         _registry_up(c)
         yield c
 
@@ -94,16 +96,25 @@ def outcome(cfg: Config):
         dead = collect(cfg, cfg.topic_dlq, N_INCOMPATIBLE + 2, timeout_s=60, settle_s=3)
         failures = drills.exception_history(cfg, job_id)
     versions = registry.get_versions(f"{cfg.topic_events}-value")
-    return dict(events=events, sent=sent, preds=preds, dead=dead, versions=versions, failures=failures,
+    predictions_schema = registry.get_latest_version(f"{cfg.topic_predictions}-value").schema.schema_str
+    return dict(events=events, sent=sent, preds=preds, dead=dead, versions=versions,
+                failures=failures, predictions_schema=predictions_schema,
                 unknown=unknown)
 
 
 def test_v1_and_v2_events_are_applied_exactly_as_the_offline_replay(cfg, outcome):
     assert outcome["sent"] == {"v1": N // 2, "v2": N // 2}
     assert len(outcome["versions"]) == 3, "v1, v2 and the incompatible schema are registered"
-    preds = drills.decode(outcome["preds"], schemas.PREDICTION)
+    ctx = SerializationContext(cfg.topic_predictions, MessageField.VALUE)
+    reader = AvroDeserializer(SchemaRegistryClient({"url": cfg.schema_registry_url}))
+    preds = [reader(m.value(), ctx) for m in outcome["preds"]]
     assert len(preds) == N
     drills.assert_exact(cfg, drills.offline(cfg, outcome["events"]), preds)
+
+
+def test_predictions_are_in_the_wire_format_under_their_subject(outcome):
+    assert all(m.value()[:1] == b"\0" for m in outcome["preds"])
+    assert json.loads(outcome["predictions_schema"])["fields"] == schemas.avro(schemas.PREDICTION)["fields"]
 
 
 def test_incompatible_unknown_and_unframed_records_are_dead_lettered_with_their_reason(outcome):

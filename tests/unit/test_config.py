@@ -114,6 +114,7 @@ CROSS_FIELD_MISTAKES = [
     ({"PE_METRICS_PORT": "9040"}, "port 9042 is used twice in the local stack"),
     ({"PE_SCHEMA_REGISTRY_PORT": "9042"}, "port 9042 is used twice in the local stack"),
     ({"PE_EVENT_FORMAT": "confluent", "PE_SCHEMA_REGISTRY_HOST": " "}, "confluent needs a schema registry"),
+    ({"PE_PREDICTION_FORMAT": "confluent", "PE_SCHEMA_REGISTRY_HOST": " "}, "confluent needs a schema registry"),
 ]
 
 

@@ -6,14 +6,17 @@ import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.io.Serializable;
 import java.net.URI;
+import java.net.URLEncoder;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 
 /**
  * Reads writer schemas by id from a schema registry's Confluent-compatible REST API
- * ({@code GET <base>/schemas/ids/<id>}: Confluent Schema Registry, or Apicurio's /apis/ccompat/v7).
+ * ({@code GET <base>/schemas/ids/<id>}: Confluent Schema Registry, or Apicurio's /apis/ccompat/v7), and
+ * registers the schemas of the job's own Confluent-format output ({@code POST <base>/subjects/<s>/versions}).
  *
  * <p>Only a definite "no such schema" (HTTP 404 with Confluent's error code 40403) is an answer about
  * the record; everything else (refused connection, timeout, 5xx, a 404 without that code, i.e. a wrong
@@ -51,23 +54,56 @@ public class SchemaRegistryClient implements Serializable {
 
   /** The writer schema of {@code id}, or null when the registry says it has no such id. */
   public WriterSchema fetch(int id) throws IOException {
+    URI uri = URI.create(baseUrl + "/schemas/ids/" + Integer.toUnsignedString(id));
+    HttpResponse<String> resp = send(request(uri).GET().build(), true);
+    return resp.statusCode() == 200 ? parse(resp.body(), uri) : null;
+  }
+
+  /**
+   * Registers {@code schemaJson} (Avro) under {@code subject}, or finds it registered already; returns
+   * its id. A refusal (e.g. 409: incompatible with the subject's rules) is an IOException too.
+   */
+  public int register(String subject, String schemaJson) throws IOException {
+    URI uri = URI.create(baseUrl + "/subjects/" + URLEncoder.encode(subject, StandardCharsets.UTF_8) + "/versions");
+    String body = JSON.createObjectNode().put("schema", schemaJson).toString();
+    HttpResponse<String> resp = send(request(uri).header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .POST(HttpRequest.BodyPublishers.ofString(body)).build(), false);
+    if (resp.statusCode() != 200) {
+      throw new IOException("schema registry refused " + subject + " at " + uri + ": HTTP " + resp.statusCode()
+          + ": " + abbreviate(resp.body()));
+    }
+    JsonNode id = JSON.readTree(resp.body()).get("id");
+    if (id == null || !id.canConvertToInt()) {
+      throw new IOException("unexpected answer from " + uri + " (no \"id\"): " + abbreviate(resp.body()));
+    }
+    return id.asInt();
+  }
+
+  private HttpRequest.Builder request(URI uri) {
+    return HttpRequest.newBuilder(uri).timeout(Duration.ofMillis(timeoutMs))
+        .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+  }
+
+  /**
+   * The registry's answer: 200, a 4xx other than a bare 404 when {@code notFoundIsAnswer} is false, or a
+   * 404 with the registry's "not found" code when it is true. Anything else is retried, then thrown.
+   */
+  private HttpResponse<String> send(HttpRequest req, boolean notFoundIsAnswer) throws IOException {
     if (http == null) {
       http = HttpClient.newBuilder().connectTimeout(Duration.ofMillis(timeoutMs)).build();
     }
-    URI uri = URI.create(baseUrl + "/schemas/ids/" + Integer.toUnsignedString(id));
-    HttpRequest req = HttpRequest.newBuilder(uri).timeout(Duration.ofMillis(timeoutMs))
-        .header("Accept", "application/vnd.schemaregistry.v1+json, application/json").GET().build();
+    URI uri = req.uri();
     String last = "";
     for (int attempt = 1; attempt <= TRIES; attempt++) {
       try {
         HttpResponse<String> resp = http.send(req, HttpResponse.BodyHandlers.ofString());
-        if (resp.statusCode() == 200) {
-          return parse(resp.body(), uri);
+        int code = resp.statusCode();
+        boolean registryNotFound = code == 404 && errorCode(resp.body()) == SCHEMA_NOT_FOUND;
+        if (code == 200 || (notFoundIsAnswer ? registryNotFound : code >= 400 && code < 500 && code != 404
+            && code != 408 && code != 429)) {
+          return resp;
         }
-        if (resp.statusCode() == 404 && errorCode(resp.body()) == SCHEMA_NOT_FOUND) {
-          return null;
-        }
-        last = "HTTP " + resp.statusCode() + ": " + abbreviate(resp.body());
+        last = "HTTP " + code + ": " + abbreviate(resp.body());
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new InterruptedIOException("interrupted while asking " + uri);

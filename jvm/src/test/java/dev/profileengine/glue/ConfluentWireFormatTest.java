@@ -45,6 +45,8 @@ class ConfluentWireFormatTest {
   final Map<Integer, String> schemas = new ConcurrentHashMap<>();
   final AtomicInteger requests = new AtomicInteger();
   volatile int failWith; // 0: answer normally; else this HTTP status for every request
+  /** bodies POSTed to /subjects/{subject}/versions, by subject */
+  final Map<String, String> registered = new ConcurrentHashMap<>();
 
   @BeforeEach
   void start() throws IOException {
@@ -63,6 +65,17 @@ class ConfluentWireFormatTest {
       ex.sendResponseHeaders(status, bytes.length);
       try (OutputStream out = ex.getResponseBody()) {
         out.write(bytes);
+      }
+    });
+    server.createContext(BASE + "/subjects/", ex -> {
+      requests.incrementAndGet();
+      String subject = ex.getRequestURI().getPath().split("/")[5];
+      registered.put(subject, new String(ex.getRequestBody().readAllBytes(), UTF_8));
+      byte[] body = (failWith == 0 ? "{\"id\":42}" : "{\"error_code\":409,\"message\":\"incompatible\"}")
+          .getBytes(UTF_8);
+      ex.sendResponseHeaders(failWith == 0 ? 200 : failWith, body.length);
+      try (OutputStream out = ex.getResponseBody()) {
+        out.write(body);
       }
     });
     server.start();
@@ -293,6 +306,34 @@ class ConfluentWireFormatTest {
     IOException e = assertThrows(IOException.class,
         () -> EventDeserializerTest.deserialize(d, null, framed(7, EventDeserializerTest.encode())));
     assertTrue(e.getMessage().contains("did not answer"), e.getMessage());
+  }
+
+  @Test
+  void predictionsAreWrittenInTheWireFormatWithTheRegisteredId() throws Exception {
+    String avsc = AvroRowSerializerTest.PREDICTION_AVSC;
+    AvroRowSerializer framed = InstantiationUtil.clone(
+        new AvroRowSerializer(avsc, new SchemaRegistryClient(url(), 2000, 1), "user-predictions-value"));
+    framed.open(null);
+    AvroRowSerializer plain = new AvroRowSerializer(avsc);
+    plain.open(null);
+    Row row = AvroRowSerializerTest.prediction(new Double[] {0.5});
+    byte[] bytes = framed.serialize(row);
+    assertEquals(0, bytes[0]);
+    assertEquals(42, ConfluentReaders.schemaId(bytes));
+    assertArrayEquals(plain.serialize(row), java.util.Arrays.copyOfRange(bytes, 5, bytes.length));
+    String body = registered.get("user-predictions-value");
+    assertTrue(body != null && body.contains("\"schema\"") && body.contains("Prediction"), body);
+    assertEquals(1, requests.get(), "registered once, when the sink opens");
+  }
+
+  @Test
+  void aRefusedRegistrationFailsTheSinkAtOnce() {
+    failWith = 409;
+    AvroRowSerializer framed = new AvroRowSerializer(AvroRowSerializerTest.PREDICTION_AVSC,
+        new SchemaRegistryClient(url(), 2000, 1), "user-predictions-value");
+    Exception e = assertThrows(java.io.UncheckedIOException.class, () -> framed.open(null));
+    assertTrue(e.getCause().getMessage().contains("HTTP 409"), e.getCause().getMessage());
+    assertEquals(1, requests.get(), "a refusal is an answer: not retried");
   }
 
   @Test
