@@ -2,6 +2,7 @@
 # The whole local stack: Kafka (KRaft), Cassandra and the Flink session cluster, all on loopback,
 # all state under the run dir; then the topics and tables of schemas/. With PE_PROMETHEUS=1 also a
 # Prometheus scraping Flink with the alert rules (deploy/prometheus.sh; `make monitor` does the same).
+# With PE_SCHEMA_REGISTRY=1 also the schema registry (deploy/registry.sh; event_format=confluent needs it).
 #
 #   deploy/stack.sh up | down | status
 set -euo pipefail
@@ -15,10 +16,17 @@ up() {
     local t0=$SECONDS
     # Cassandra is the slow one: start it and Kafka side by side.
     bash "$here/cassandra.sh" start &
-    local cass=$!
+    local cass=$! registry=
+    if [[ "${PE_SCHEMA_REGISTRY:-0}" == 1 ]]; then
+        bash "$here/registry.sh" start &
+        registry=$!
+    fi
     bash "$here/kafka.sh" start
     bash "$here/flink.sh" start
     wait "$cass" || die "Cassandra did not start (bash deploy/cassandra.sh logs)"
+    if [[ -n "$registry" ]]; then
+        wait "$registry" || die "the schema registry did not start (bash deploy/registry.sh logs)"
+    fi
     (cd "$PE_ROOT" && "$PE_VENV_PYTHON" -m tools.setup_stack)
     if [[ "${PE_PROMETHEUS:-0}" == 1 ]]; then
         bash "$here/prometheus.sh" start
@@ -29,6 +37,7 @@ up() {
 down() {
     local rc=0
     bash "$here/prometheus.sh" stop || rc=1
+    bash "$here/registry.sh" stop || rc=1
     bash "$here/flink.sh" stop || rc=1
     bash "$here/kafka.sh" stop || rc=1
     bash "$here/cassandra.sh" stop || rc=1
@@ -42,6 +51,7 @@ status() {
     bash "$here/flink.sh" status || rc=1
     # optional: reported, never a failure
     bash "$here/prometheus.sh" status || true
+    bash "$here/registry.sh" status || true
     return $rc
 }
 

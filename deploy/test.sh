@@ -12,6 +12,7 @@ cleanup() {
 }
 trap cleanup EXIT
 started=1
-bash deploy/stack.sh up
+# tests/integration/test_schema_registry.py needs the schema registry
+PE_SCHEMA_REGISTRY="${PE_SCHEMA_REGISTRY:-1}" bash deploy/stack.sh up
 .venv/bin/python -m pytest -ra tests "$@"
 echo "make test: done in $((SECONDS - t0)) s"

@@ -51,6 +51,9 @@ Consistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE", "LOCA
 ExecutionMode = Literal["thread", "process"]
 OnnxProvider = Literal["auto", "cuda", "cpu"]
 WriteGrouping = Literal["replica_set", "partition", "none"]
+# avro: plain Avro binary of user_event.avsc; confluent: the Confluent wire format (magic byte 0, 4-byte
+# schema id, Avro) whose writer schemas come from a schema registry
+EventFormat = Literal["avro", "confluent"]
 
 # The profile core's operational defaults (lateness, expiry, tag thresholds): the config fields below
 # take them from here, so training (udfs.profile.DEFAULT_SETTINGS) and serving (Config.profile_settings())
@@ -108,6 +111,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "taskmanager_slots": (1, 1024),
     "metrics_port": (1, 65_535 - 8),
     "prometheus_port": PORT,
+    "schema_registry_port": PORT,
+    # one request; 3 tries, so a dead registry fails the source task within ~3x this (+ 0.6 s backoff)
+    "schema_registry_timeout_ms": (100, 600_000),
     # Flink refuses checkpoint intervals under 10 ms
     "checkpoint_interval_ms": (10, None),
     "max_out_of_orderness_ms": (0, None),
@@ -166,6 +172,10 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         "cassandra_password_file", "cassandra_ssl_ca_file",
         "cassandra_ssl_check_hostname",
     )),
+    "registry": ("schema registry (Confluent wire format)", (
+        "event_format", "prediction_format", "schema_registry_host", "schema_registry_port", "schema_registry_path",
+        "schema_registry_timeout_ms",
+    )),
     "flink": ("Flink cluster", ("flink_rest_host", "flink_rest_port")),
     "job": ("job runtime (fixed for the life of the state: execution_mode, max_parallelism)", (
         "parallelism", "max_parallelism", "execution_mode", "checkpoint_interval_ms", "consumer_group",
@@ -190,7 +200,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 ALL_GROUPS = tuple(GROUPS)
 # What the job needs: submit passes all of these to `flink run`.
-JOB_GROUPS = ("kafka", "topics", "cassandra", "flink", "job", "profile", "recommend", "model", "paths")
+JOB_GROUPS = ("kafka", "topics", "registry", "cassandra", "flink", "job", "profile", "recommend", "model", "paths")
 
 
 class ConfigError(ValueError):
@@ -243,6 +253,27 @@ class Config:
         default="",
     )
     kafka_ssl_check_hostname: bool = _doc("verify that the broker certificate names the host", default=True)
+    # --- Schema registry (README "Schema registry") ------------------------------------------------
+    event_format: EventFormat = _doc(
+        "user-events values: avro (plain Avro binary of user_event.avsc) or confluent (Confluent wire format: "
+        "magic byte 0 + 4-byte schema id + Avro, writer schema resolved from the schema registry)", default="avro"
+    )
+    prediction_format: EventFormat = _doc(
+        "predictions topic values: avro (plain) or confluent (wire format, prediction.avsc registered as "
+        "<topic_predictions>-value when the job starts)", default="avro"
+    )
+    schema_registry_host: str = _doc(
+        "schema registry host (for the confluent formats; deploy/registry.sh listens here)", default="127.0.0.1"
+    )
+    schema_registry_port: int = _doc("schema registry port", default=8085)
+    schema_registry_path: str = _doc(
+        "path of the registry's Confluent-compatible API: /apis/ccompat/v7 (Apicurio), '' (Confluent's own)",
+        default="/apis/ccompat/v7",
+    )
+    schema_registry_timeout_ms: int = _doc(
+        "timeout of one registry request; after 3 failed tries the source task fails and Flink restarts it",
+        default=5000,
+    )
     # --- Cassandra -------------------------------------------------------------------------------
     cassandra_hosts: str = _doc("Cassandra contact points, comma separated", default="127.0.0.1")
     cassandra_port: int = _doc("Cassandra native protocol port", default=9042)
@@ -392,6 +423,11 @@ class Config:
         from udfs.settings import RecommendSettings
 
         return RecommendSettings(**{core: getattr(self, name) for core, name in RECOMMEND_FIELDS.items()})
+
+    @property
+    def schema_registry_url(self) -> str:
+        """Base URL of the Confluent-compatible API (what a Confluent serializer's ``url`` takes)."""
+        return f"http://{self.schema_registry_host}:{self.schema_registry_port}{self.schema_registry_path}"
 
     @property
     def cassandra_contact_points(self) -> list[str]:
@@ -605,6 +641,11 @@ def _span(lo: float | None, hi: float | None) -> str:
     return f">= {lo:g}" if lo is not None else f"<= {hi:g}"
 
 
+def _loopback(host: str) -> bool:
+    host = host.strip().lower()
+    return host in ("localhost", "[::1]") or host.startswith("127.")
+
+
 def _local_ports(cfg: Config) -> dict[str, list[int]]:
     """Ports the local stack listens on, by setting (the broker port from kafka_bootstrap)."""
     out: dict[str, list[int]] = {
@@ -615,6 +656,9 @@ def _local_ports(cfg: Config) -> dict[str, list[int]]:
         "metrics_port": list(range(cfg.metrics_port, cfg.metrics_port + 9)),
         "prometheus_port": [cfg.prometheus_port],
     }
+    # Confluent's registry listens on 8081 by default, as Flink's REST does: a remote one may
+    if _loopback(cfg.schema_registry_host):
+        out["schema_registry_port"] = [cfg.schema_registry_port]
     first = cfg.kafka_bootstrap.split(",")[0].strip()
     if first.rpartition(":")[2].isdigit():
         out["kafka_bootstrap"] = [int(first.rpartition(":")[2])]
@@ -655,6 +699,7 @@ def _problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
         host, _, port = entry.strip().rpartition(":")
         if not host or not port.isdigit() or not 1 <= int(port) <= 65_535:
             out.append((("kafka_bootstrap",), f"{entry.strip()!r} is not host:port"))
+    out += _registry_problems(cfg)
     if cfg.parallelism > cfg.max_parallelism:
         out.append((("parallelism", "max_parallelism"), "parallelism cannot exceed max_parallelism (key groups)"))
     if 0 < cfg.state_ttl_ms < cfg.idle_expiry_ms:
@@ -684,6 +729,19 @@ def _problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                 out.append((names, f"port {port} is used twice in the local stack ({other} and {name})"))
                 break
             taken.setdefault(port, name)
+    return out
+
+
+def _registry_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
+    out: list[tuple[tuple[str, ...], str]] = []
+    host = cfg.schema_registry_host.strip()
+    for name in ("event_format", "prediction_format"):
+        if getattr(cfg, name) == "confluent" and not host:
+            out.append(((name, "schema_registry_host"), f"{name}=confluent needs a schema registry host"))
+    if host and not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]", host):
+        out.append((("schema_registry_host",), "a host name or address only (no scheme, port or path)"))
+    if cfg.schema_registry_path and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", cfg.schema_registry_path):
+        out.append((("schema_registry_path",), "empty or an absolute URL path like /apis/ccompat/v7 (no trailing /)"))
     return out
 
 
@@ -787,6 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.shell:
         print(f"export PE_RUN_PATH={shlex.quote(str(cfg.run_path))}")
         print(f"export PE_FLINK_REST_URL={shlex.quote(cfg.flink_rest_url)}")
+        print(f"export PE_SCHEMA_REGISTRY_URL={shlex.quote(cfg.schema_registry_url)}")
     return 0
 
 

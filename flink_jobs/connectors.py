@@ -43,6 +43,15 @@ def _glue():  # noqa: ANN202 - a py4j package proxy
     return getattr(get_gateway().jvm, GLUE)
 
 
+def event_deserializer(cfg: Config, event_avsc: str) -> Any:
+    """The JVM decoder of user-events values: plain Avro, or the Confluent wire format whose writer
+    schemas come from the registry (user_event.avsc stays the reader schema either way)."""
+    glue = _glue()
+    if cfg.event_format == "confluent":
+        return glue.EventDeserializer.confluent(event_avsc, cfg.schema_registry_url, cfg.schema_registry_timeout_ms)
+    return glue.EventDeserializer(event_avsc)
+
+
 def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
     """user-events -> rows of (event fields, dlq_reason, provenance, raw bytes if rejected), with
     event-time timestamps and per-partition bounded-out-of-orderness watermarks."""
@@ -65,7 +74,7 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
             jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
         )
     )
-    builder._j_builder.setDeserializer(glue.EventDeserializer(event_avsc))
+    builder._j_builder.setDeserializer(event_deserializer(cfg, event_avsc))
     watermarks = WatermarkStrategy(
         glue.EventTimeAssigner.strategy(
             event_avsc, cfg.max_out_of_orderness_ms, cfg.idle_source_timeout_ms
@@ -110,15 +119,24 @@ def split_and_batch(raw: DataStream, cfg: Config) -> tuple[KeyedStream, DataStre
     return _key_by_field0(j_batches, BATCH_TYPE), dead
 
 
-def avro_kafka_sink(cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool) -> KafkaSink:
-    """Kafka sink writing rows of ``avsc`` as Avro binary, keyed by ``key_field`` (UTF-8)."""
+def avro_kafka_sink(
+    cfg: Config, topic: str, avsc: str, key_field: str, exactly_once: bool, confluent: bool = False
+) -> KafkaSink:
+    """Kafka sink writing rows of ``avsc`` as Avro binary, keyed by ``key_field`` (UTF-8); with
+    ``confluent`` in the Confluent wire format, the schema registered as subject ``<topic>-value``."""
     glue = _glue()
     key_index = schemas.field_names(avsc).index(key_field)
+    if confluent:
+        value = glue.AvroRowSerializer.confluent(
+            schemas.avro_text(avsc), cfg.schema_registry_url, cfg.schema_registry_timeout_ms, f"{topic}-value"
+        )
+    else:
+        value = glue.AvroRowSerializer(schemas.avro_text(avsc))
     serializer = (
         KafkaRecordSerializationSchema.builder()
         .set_topic(topic)
         .set_key_serialization_schema(SerializationSchema(glue.RowFieldKey(key_index)))
-        .set_value_serialization_schema(SerializationSchema(glue.AvroRowSerializer(schemas.avro_text(avsc))))
+        .set_value_serialization_schema(SerializationSchema(value))
         .build()
     )
     builder = (

@@ -121,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     exactly_once = cfg.delivery_guarantee == "exactly-once"
     sinks = Sinks(
         predictions=connectors.avro_kafka_sink(
-            cfg, cfg.topic_predictions, schemas.PREDICTION, "user_id", exactly_once
+            cfg, cfg.topic_predictions, schemas.PREDICTION, "user_id", exactly_once,
+            confluent=cfg.prediction_format == "confluent",
         ),
         # DLQ records are keyed by nothing we trust; key by the source topic for ordering per topic.
         dead_letters=connectors.avro_kafka_sink(cfg, cfg.topic_dlq, schemas.DEAD_LETTER, "source_topic", exactly_once),

@@ -46,6 +46,9 @@ def flink_env(cfg: Config) -> dict[str, str]:
         FLINK_CONF_DIR=str(cfg.run_path / "flink" / "conf"),
         FLINK_LOG_DIR=str(cfg.run_path / "flink" / "log"),
     )
+    # every job module run by `flink run -py` (tests/integration/jobs/ too) imports this checkout's
+    # packages, not those of whichever checkout a shared venv's editable install names
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return env
 
 

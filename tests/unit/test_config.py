@@ -33,6 +33,15 @@ def test_rest_url_is_derived():
     assert Config.from_env({"PE_FLINK_REST_PORT": "9091"}).flink_rest_url.endswith(":9091")
 
 
+def test_schema_registry_url_is_derived():
+    # a remote registry may share a port number with the local stack (Confluent's default is Flink's 8081)
+    cfg = Config.from_env({"PE_SCHEMA_REGISTRY_HOST": "registry.internal", "PE_SCHEMA_REGISTRY_PORT": "8081"})
+    assert cfg.event_format == "avro"  # today's behaviour unless asked
+    assert cfg.schema_registry_url == "http://registry.internal:8081/apis/ccompat/v7"
+    confluent_own = Config.from_env({"PE_EVENT_FORMAT": "confluent"}, overrides={"schema_registry_path": ""})
+    assert confluent_own.schema_registry_url == "http://127.0.0.1:8085"
+
+
 def test_readme_config_table_is_current():
     from tools.gen_config_table import table
 
@@ -49,6 +58,7 @@ CHOICE_MISTAKES = [
     ("PE_KAFKA_SECURITY_PROTOCOL", "plaintext", "PLAINTEXT, SSL, SASL_SSL, SASL_PLAINTEXT"),
     ("PE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-1", "SCRAM-SHA-512, SCRAM-SHA-256, PLAIN"),
     ("PE_CASSANDRA_CONSISTENCY", "SERIAL", "LOCAL_QUORUM"),
+    ("PE_EVENT_FORMAT", "avro-confluent", "avro, confluent"),
 ]
 
 
@@ -79,6 +89,10 @@ NUMBER_MISTAKES = [
     ("PE_CASSANDRA_KEYSPACE", "my-keyspace", "not a CQL keyspace name"),
     ("PE_KAFKA_BOOTSTRAP", "localhost", "is not host:port"),
     ("PE_MODEL_PATH", " ", "must not be empty"),
+    ("PE_SCHEMA_REGISTRY_PORT", "0", "out of range 1..65535"),
+    ("PE_SCHEMA_REGISTRY_TIMEOUT_MS", "10", "out of range 100..600000"),
+    ("PE_SCHEMA_REGISTRY_HOST", "http://registry:8081", "a host name or address only"),
+    ("PE_SCHEMA_REGISTRY_PATH", "apis/ccompat/v7/", "absolute URL path"),
 ]
 
 
@@ -98,6 +112,9 @@ CROSS_FIELD_MISTAKES = [
     ({"PE_VALUE_MID_SPEND": "1000"}, "the 'medium' tier needs <= the 'high' tier"),
     ({"PE_PROMETHEUS_PORT": "8081"}, "port 8081 is used twice in the local stack"),
     ({"PE_METRICS_PORT": "9040"}, "port 9042 is used twice in the local stack"),
+    ({"PE_SCHEMA_REGISTRY_PORT": "9042"}, "port 9042 is used twice in the local stack"),
+    ({"PE_EVENT_FORMAT": "confluent", "PE_SCHEMA_REGISTRY_HOST": " "}, "confluent needs a schema registry"),
+    ({"PE_PREDICTION_FORMAT": "confluent", "PE_SCHEMA_REGISTRY_HOST": " "}, "confluent needs a schema registry"),
 ]
 
 

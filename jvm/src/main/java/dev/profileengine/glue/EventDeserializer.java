@@ -31,6 +31,12 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
  * machine-readable reason and the untouched bytes, so that {@link SplitInvalid} can route it to
  * the dead-letter topic. Validation rules are read from the x-* attributes of user_event.avsc;
  * every string must also be valid UTF-8 (reason invalid_utf8), which Avro itself does not check.
+ *
+ * <p>Two value formats: plain Avro binary of user_event.avsc (the default), or the Confluent wire
+ * format (see {@link ConfluentReaders}), whose writer schema is resolved from a schema registry and
+ * read into user_event.avsc by Avro's schema resolution (reasons bad_magic_byte, unknown_schema_id,
+ * schema_incompatible). A registry that cannot answer makes deserialize throw: Flink restarts the
+ * task from the last checkpoint instead of dead-lettering events that may be valid.
  */
 public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> {
   private static final long serialVersionUID = 1L;
@@ -47,6 +53,8 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
   };
 
   private final String schemaJson;
+  /** null: plain Avro; else the Confluent wire format. */
+  private final ConfluentReaders confluent;
   private transient Schema schema;
   private transient GenericDatumReader<GenericRecord> reader;
   private transient BinaryDecoder decoder;
@@ -54,13 +62,27 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
   private transient int maxStringLength;
 
   public EventDeserializer(String schemaJson) {
+    this(schemaJson, null);
+  }
+
+  private EventDeserializer(String schemaJson, ConfluentReaders confluent) {
     this.schemaJson = schemaJson;
+    this.confluent = confluent;
     init();
   }
 
-  private void init() {
-    schema = AvroRows.parse(schemaJson);
-    reader = new GenericDatumReader<>(schema) {
+  /** Values in the Confluent wire format, writer schemas from the registry API at {@code registryUrl}. */
+  public static EventDeserializer confluent(String schemaJson, String registryUrl, int timeoutMs) {
+    return new EventDeserializer(schemaJson, new ConfluentReaders(new SchemaRegistryClient(registryUrl, timeoutMs)));
+  }
+
+  static EventDeserializer confluent(String schemaJson, SchemaRegistryClient client) {
+    return new EventDeserializer(schemaJson, new ConfluentReaders(client));
+  }
+
+  /** A reader of {@code writer}'s records as {@code reader} records, strings always as Utf8. */
+  static GenericDatumReader<GenericRecord> newReader(Schema writer, Schema reader) {
+    return new GenericDatumReader<>(writer, reader) {
       // Always Utf8, whatever avro.java.string says: a String is decoded with replacement
       // characters and would hide the bytes that the UTF-8 check below needs.
       @Override
@@ -68,6 +90,11 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
         return in.readString(old instanceof Utf8 ? (Utf8) old : null);
       }
     };
+  }
+
+  private void init() {
+    schema = AvroRows.parse(schemaJson);
+    reader = newReader(schema, schema);
     eventTypes = new HashSet<>();
     for (String prop : new String[] {"x-event-types", "x-control-types"}) {
       Object types = schema.getObjectProp(prop);
@@ -119,15 +146,34 @@ public class EventDeserializer implements KafkaRecordDeserializationSchema<Row> 
     out.collect(row);
   }
 
-  /** Fills the event fields of row; returns {reason, detail} or null when the record is valid. */
-  private String[] decodeAndValidate(byte[] value, Row row, List<Schema.Field> fields) {
+  /**
+   * Fills the event fields of row; returns {reason, detail} or null when the record is valid. Throws
+   * IOException only when the schema registry cannot answer (Confluent wire format).
+   */
+  private String[] decodeAndValidate(byte[] value, Row row, List<Schema.Field> fields) throws IOException {
     if (value == null || value.length == 0) {
       return new String[] {"empty_record", "record value is null or empty"};
     }
+    GenericDatumReader<GenericRecord> datumReader = reader;
+    int start = 0;
+    if (confluent != null) {
+      String[] bad = ConfluentReaders.checkHeader(value);
+      if (bad != null) {
+        return bad;
+      }
+      ConfluentReaders.Resolution r = confluent.resolve(ConfluentReaders.schemaId(value), schema,
+              // the reader's own schema (the usual case) needs no resolution step per field
+              writer -> writer.equals(schema) ? reader : newReader(writer, schema));
+      if (r.reader() == null) {
+        return new String[] {r.reason(), r.detail()};
+      }
+      datumReader = r.reader();
+      start = ConfluentReaders.HEADER;
+    }
     GenericRecord rec;
     try {
-      decoder = DecoderFactory.get().binaryDecoder(value, decoder);
-      rec = reader.read(null, decoder);
+      decoder = DecoderFactory.get().binaryDecoder(value, start, value.length - start, decoder);
+      rec = datumReader.read(null, decoder);
       if (!decoder.isEnd()) {
         return new String[] {"trailing_bytes", "bytes left after a complete UserEvent; wrong schema?"};
       }
