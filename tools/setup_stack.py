@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from flink_jobs.cassandra_store import create_schema
 from flink_jobs.config import parse
 from tools.kafka_io import all_topics, create_model_topics, create_topics, model_topics
+from udfs import schemas
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     created = create_topics(cfg) + create_model_topics(cfg)
     print(f"kafka topics: {', '.join(all_topics(cfg) + list(model_topics(cfg)))} ({len(created)} created)")
     create_schema(cfg)
-    print(f"cassandra keyspace {cfg.cassandra_keyspace}: tables profiles, predictions ready")
+    print(f"cassandra keyspace {cfg.cassandra_keyspace}: tables {', '.join(schemas.cql_tables())} ready")
     return 0
 
 

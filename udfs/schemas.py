@@ -93,6 +93,11 @@ def cql_statements(keyspace: str, replication: int) -> list[str]:
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \S+?\.(\w+)\s*\((.*)\)", re.S)
 
 
+def cql_tables() -> list[str]:
+    """The tables of schemas/cassandra.cql, in declaration order."""
+    return [m.group(1) for stmt in cql_statements("ks", 1) if (m := _CREATE_TABLE.search(stmt))]
+
+
 def cql_columns(table: str) -> dict[str, str]:
     """{column: CQL type} of one table in schemas/cassandra.cql, in declaration order."""
     for stmt in cql_statements("ks", 1):
