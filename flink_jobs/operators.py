@@ -116,13 +116,17 @@ class KeyedProfileStore:
         self.cache_size = cache_size
         self.cache: OrderedDict[str, Profile] = OrderedDict()
         self.dirty: dict[str, Profile] = {}  # not in state yet; never evicted before flush
-        self.absent: set[str] = set()  # read from state this batch: no entry
+        self.absent: set[str] = set()  # read from state: no entry, and not put since
         self.state_reads = 0
 
     def prefetch(self, users: Iterable[str]) -> None:
-        """Read every user not held in memory, in one call; later get()s of them need no JVM call."""
+        """Start a batch: read every user not held in memory, in one call; later get()s of them
+        need no JVM call. The "no entry" answers of earlier batches are dropped (memory bound)."""
         self.absent.clear()
-        missing = [u for u in dict.fromkeys(users) if u not in self.dirty and u not in self.cache]
+        self._read(u for u in dict.fromkeys(users) if u not in self.dirty and u not in self.cache)
+
+    def _read(self, users: Iterable[str]) -> None:
+        missing = list(users)
         if not missing:
             return
         self.state_reads += len(missing)
@@ -142,12 +146,12 @@ class KeyedProfileStore:
             return p
         if user_id in self.absent:
             return None
-        self.prefetch([user_id])  # not prefetched (or evicted since): one read
-        p = self.cache.get(user_id)
-        return p
+        self._read([user_id])  # not prefetched (or evicted since): one read, the batch's answers kept
+        return self.cache.get(user_id)
 
     def put(self, user_id: str, profile: Profile) -> None:
         self.dirty[user_id] = profile
+        self.absent.discard(user_id)  # it will have an entry: never answer "none" for it again
 
     def remove(self, user_id: str) -> None:
         self.dirty.pop(user_id, None)

@@ -175,3 +175,18 @@ def test_keyed_store_reads_a_batchs_users_in_one_call_and_flushes_in_one():
     reference = MemoryStore()
     process_batch(events[:100], reference, fake_score, S, 0)
     assert r.predictions == process_batch(events[100:], reference, fake_score, S, 0).predictions
+
+
+def test_keyed_store_keeps_the_batchs_no_entry_answers_when_it_reads_one_more_user():
+    from flink_jobs.operators import KeyedProfileStore
+
+    state = FakeStateAccess()
+    store = KeyedProfileStore(state, cache_size=10)
+    store.prefetch(["new1", "new2"])  # neither has state
+    assert state.calls == 1
+    assert store.get("other") is None  # not prefetched: one read of its own
+    assert state.calls == 2
+    assert store.get("new1") is None and store.get("new2") is None  # still known absent: no read
+    assert state.calls == 2 and store.state_reads == 3
+    store.prefetch(["new1"])  # the next batch asks the state again
+    assert state.calls == 3

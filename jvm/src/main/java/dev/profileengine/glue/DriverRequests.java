@@ -17,13 +17,12 @@ import org.slf4j.LoggerFactory;
 
 /** Sends statements through the driver and tells which failures another attempt may cure. */
 final class DriverRequests implements BoundedAsyncWriter.Executor<Statement<?>> {
+  private static final Logger LOG = LoggerFactory.getLogger(CassandraSink.class);
   private final CqlSession session;
 
   DriverRequests(CqlSession session) {
     this.session = session;
   }
-
-  private static final Logger LOG = LoggerFactory.getLogger(CassandraSink.class);
 
   @Override
   public CompletionStage<?> execute(Statement<?> request) {

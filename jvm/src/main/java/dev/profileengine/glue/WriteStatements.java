@@ -11,15 +11,16 @@ import com.datastax.oss.driver.api.core.cql.SimpleStatement;
 import com.datastax.oss.driver.api.core.type.DataType;
 import com.datastax.oss.driver.api.core.type.codec.TypeCodec;
 import com.datastax.oss.driver.api.core.type.codec.registry.CodecRegistry;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.flink.types.Row;
 
 /**
- * The four prepared statements of the sink and the mapping of one write request (a row of
+ * The five prepared statements of the sink and the mapping of one write request (a row of
  * {@link CassandraSink#elementType()}) to the bound statements that carry it out: one for
- * "profile" and "prediction", three for "erase" (the user's profile row, prediction partition and recommendations row),
- * one per item for "profiles" (a bundle of profile rows).
+ * "profile" and "prediction", three for "erase" (the user's profile row, prediction partition and
+ * recommendations row), one per item for "profiles" (a bundle of profile rows).
  *
  * <p>Every statement carries USING TIMESTAMP from the row, so the order in which concurrent
  * requests land does not matter: the newest write time wins, as schemas/cassandra.cql explains.
@@ -100,12 +101,12 @@ final class WriteStatements {
    * was an eighth of the Python thread's time).
    */
   private List<BoundStatement> profiles(String payload) {
-    com.fasterxml.jackson.databind.JsonNode items = JsonColumns.parse(payload);
+    JsonNode items = JsonColumns.parse(payload);
     if (items == null || !items.isArray()) {
       throw new IllegalArgumentException("a profiles payload is a JSON array of [user_id, write_ts, columns]");
     }
     List<BoundStatement> out = new ArrayList<>(items.size());
-    for (com.fasterxml.jackson.databind.JsonNode item : items) {
+    for (JsonNode item : items) {
       if (!item.isArray() || item.size() != 3 || !item.get(0).isTextual() || item.get(0).asText().isEmpty()
           || !item.get(1).canConvertToLong() || !item.get(1).isIntegralNumber()) {
         throw new IllegalArgumentException("a profiles item is [user_id, write_ts, columns], got " + item);
@@ -167,7 +168,7 @@ final class WriteStatements {
       return bind(userId, writeTs, JsonColumns.parse(payload));
     }
 
-    BoundStatement bind(String userId, long writeTs, com.fasterxml.jackson.databind.JsonNode payload) {
+    BoundStatement bind(String userId, long writeTs, JsonNode payload) {
       Object[] values = json.values(userId, payload);
       BoundStatementBuilder b = ps.boundStatementBuilder();
       for (int i = 0; i < values.length; i++) {
