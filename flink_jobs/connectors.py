@@ -3,6 +3,7 @@ event-time timestamps and Avro encode all run in the JVM; Python sees decoded ro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +107,34 @@ def _key_by_field0(j_stream: Any, value_type: TypeInformation) -> KeyedStream:
 BATCH_TYPE = Types.ROW_NAMED(["payload"], [Types.STRING()])
 
 
-def split_and_batch(raw: DataStream, cfg: Config) -> tuple[KeyedStream, DataStream]:
-    """(micro-batches of valid events keyed by route key, rejected records).
+def split_and_batch(
+    raw: DataStream, cfg: Config, controls: Sequence[DataStream] = ()
+) -> tuple[KeyedStream, DataStream, Any]:
+    """(micro-batches of valid events keyed by route key, rejected records, the Java stream of valid
+    (user_id, event) rows for other stages).
 
     A batch is one row whose ``payload`` is a JSON array of events for one profile subtask, or a
     commit marker (see jvm/.../MicroBatcher.java): one JVM->Python crossing per batch instead of per
-    event. The batcher runs at the job's parallelism, like the profile operator it routes to."""
+    event. The batcher runs at the job's parallelism, like the profile operator it routes to.
+    ``controls``: streams of Row(payload) with JSON-object payloads (new models, popularity
+    snapshots) that every profile subtask must see; they join the batch channel through
+    jvm/.../ControlFanout."""
     j_valid, dead = _split(raw)
     batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms)
     j_batches = j_valid.transform("micro-batch", _glue().MicroBatcher.batchType(), batcher)
     j_batches.uid("micro-batch")  # stateless (flushes before every barrier); a uid keeps savepoints mappable
-    return _key_by_field0(j_batches, BATCH_TYPE), dead
+    if controls:
+        j_batches = j_batches.union(control_fanout(controls, cfg))
+    return _key_by_field0(j_batches, BATCH_TYPE), dead, j_valid
+
+
+def control_fanout(controls: Sequence[DataStream], cfg: Config) -> Any:
+    """One copy of every control record per profile subtask (Java stream of batchType rows), sent by
+    a single subtask so that all profile subtasks see the control records in one order."""
+    j_all = controls[0].union(*controls[1:])._j_data_stream if len(controls) > 1 else controls[0]._j_data_stream
+    fanout = _glue().ControlFanout(cfg.parallelism, cfg.max_parallelism)
+    j_out = j_all.transform("control fan-out", _glue().MicroBatcher.batchType(), fanout)
+    return j_out.setParallelism(1).uid("control-fanout")
 
 
 def avro_kafka_sink(

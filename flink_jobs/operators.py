@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional, Protocol
 
 from pyflink.common import Row, Time
@@ -199,6 +199,8 @@ class ProfileFunction(KeyedProcessFunction):
         self.store = KeyedProfileStore(keyed_state_access(runtime_context, state, cfg.max_parallelism),
                                        cfg.profile_cache_users)
         self.pending: dict[str, ProfileRow] = {}
+        # kind -> handler(body) of the control records sent through connectors.control_fanout
+        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {}
         group = runtime_context.get_metrics_group().add_group("profile_engine")
         self.m_events = group.counter("events_applied")
         self.m_late = group.counter("events_late")
@@ -222,7 +224,7 @@ class ProfileFunction(KeyedProcessFunction):
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         payload: str = value[0]
         if payload.startswith("{"):
-            yield from self._commit()
+            yield from self._control(payload)
             return
         t0, c0 = time.perf_counter(), time.thread_time()
         reads0 = self.store.state_reads
@@ -247,6 +249,20 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_batches.inc()
         self.m_batch_us.inc(int((time.perf_counter() - t0) * 1e6))
         self.m_cpu_us.inc(int((time.thread_time() - c0) * 1e6))
+
+    def _control(self, payload: str) -> Iterable[Any]:
+        """A control record between two batches: a commit marker (jvm/.../MicroBatcher) or a record
+        that every subtask gets from jvm/.../ControlFanout, ``{kind: body}``, handled by
+        ``self.controls[kind]`` (an unknown kind is a wiring bug: fail loudly)."""
+        msg = json.loads(payload)
+        if "checkpoint" in msg:
+            yield from self._commit()
+            return
+        (kind, body), = msg.items()
+        handler = self.controls.get(kind)
+        if handler is None:
+            raise ValueError(f"control record of unknown kind {kind!r}; known: {sorted(self.controls)}")
+        yield from handler(body)
 
     def _commit(self) -> Iterable[Any]:
         t0, c0 = time.perf_counter(), time.thread_time()

@@ -67,7 +67,7 @@ def build(
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
     raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
-    batches, dead = connectors.split_and_batch(raw, cfg)
+    batches, dead, _valid = connectors.split_and_batch(raw, cfg)
     predictions = batches.process(ProfileFunction(cfg), output_type=prediction_type()).name("profile").uid("profile")
     dead.union(predictions.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
         "kafka: " + cfg.topic_dlq
