@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     Config.add_arguments(parser)
     cfg = Config.from_args(parser.parse_args(argv))
     env = profile_job.environment(cfg)  # same parallelism, key groups, checkpoints, jars
-    batches, dead, _valid = connectors.split_and_batch(connectors.event_source(env, cfg), cfg)
+    batches, dead = connectors.split_and_batch(connectors.event_source(env, cfg), cfg)
     glue = connectors._glue()
     prediction_avsc = schemas.avro_text(schemas.PREDICTION)
     # the keyed batch stream in Java (KeyedStream subclasses DataStream in pyflink and in Java)

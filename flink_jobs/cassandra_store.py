@@ -59,11 +59,21 @@ def connect(
 
 
 def create_schema(cfg: Config) -> None:
-    """Create the keyspace and tables of schemas/cassandra.cql (idempotent)."""
+    """Create the keyspace and tables of schemas/cassandra.cql (idempotent), and add the columns a
+    newer schemas/cassandra.cql declares to tables an older version created (CREATE TABLE IF NOT
+    EXISTS leaves an existing table as it is, and the sink's prepared INSERTs name every column)."""
     cluster, session = connect(cfg)
     try:
         for stmt in schemas.cql_statements(cfg.cassandra_keyspace, cfg.cassandra_replication):
             session.execute(stmt, timeout=60)
+        for table in schemas.cql_tables():
+            have = {r.column_name for r in session.execute(
+                "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+                (cfg.cassandra_keyspace, table))}
+            for column, ctype in schemas.cql_columns(table).items():
+                if column not in have:
+                    log.warning("cassandra: adding column %s.%s %s (schema upgrade)", table, column, ctype)
+                    session.execute(f"ALTER TABLE {cfg.cassandra_keyspace}.{table} ADD {column} {ctype}", timeout=60)
     finally:
         cluster.shutdown()
 

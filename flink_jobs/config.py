@@ -144,7 +144,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "popular_max_categories": (1, 1_000_000),
     "recommend_n": (1, 1000),
     "recommend_popular_weight": (0, None),
-    "recommend_refresh_events": (1, None),
 }
 # Settings that must not be empty (a blank topic or host fails far from its cause).
 REQUIRED = (
@@ -189,7 +188,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     )),
     "recommend": ("recommendations (popular-now window, blend)", (
         "popular_window_ms", "popular_slide_ms", "popular_emit_ms", "popular_bucket_items", "popular_top_items",
-        "popular_max_categories", "recommend_n", "recommend_popular_weight", "recommend_refresh_events",
+        "popular_max_categories", "recommend_n", "recommend_popular_weight", "recommendations",
     )),
     "model": ("model", ("model_path", "segments_path", "onnx_provider", "emit_features")),
     "stack": ("local stack (deploy/*.sh)", (
@@ -374,8 +373,8 @@ class Config:
     recommend_n: int = _doc("items per recommendation list", default=_REC["n"])
     recommend_popular_weight: float = _doc("weight of popular-in-category items against the user's own items",
                                            default=_REC["popular_weight"])
-    recommend_refresh_events: int = _doc("recompute a user's list every this many of their events (1: every event)",
-                                         default=1)
+    recommendations: bool = _doc("count 'popular now' in a second keyed stage and write each touched user's list "
+                                 "once per checkpoint (off: neither)", default=True)
     profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
     # --- Micro-batching (README "Throughput") ---------------------------------------------------
     batch_max_events: int = _doc("micro-batch: a subtask's batch is handed to Python at this size", default=500)

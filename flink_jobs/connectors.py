@@ -84,7 +84,7 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
     return env.from_source(builder.build(), watermarks, "kafka: " + cfg.topic_events).uid("source-user-events")
 
 
-def _split(raw: DataStream) -> tuple[Any, DataStream]:
+def split(raw: DataStream) -> tuple[Any, DataStream]:
     """(Java stream of valid (user_id, event) rows, rejected records as rows of dead_letter.avsc)."""
     glue = _glue()
     event_avsc = schemas.avro_text(schemas.EVENT)
@@ -109,23 +109,43 @@ BATCH_TYPE = Types.ROW_NAMED(["payload"], [Types.STRING()])
 
 def split_and_batch(
     raw: DataStream, cfg: Config, controls: Sequence[DataStream] = ()
-) -> tuple[KeyedStream, DataStream, Any]:
-    """(micro-batches of valid events keyed by route key, rejected records, the Java stream of valid
-    (user_id, event) rows for other stages).
+) -> tuple[KeyedStream, DataStream]:
+    """(micro-batches of valid events keyed by route key, rejected records): ``split`` + ``batch``."""
+    j_valid, dead = split(raw)
+    return batch(j_valid, cfg, controls), dead
+
+
+def batch(j_valid: Any, cfg: Config, controls: Sequence[DataStream] = ()) -> KeyedStream:
+    """Micro-batches of valid events keyed by route key.
 
     A batch is one row whose ``payload`` is a JSON array of events for one profile subtask, or a
     commit marker (see jvm/.../MicroBatcher.java): one JVM->Python crossing per batch instead of per
     event. The batcher runs at the job's parallelism, like the profile operator it routes to.
     ``controls``: streams of Row(payload) with JSON-object payloads (new models, popularity
-    snapshots) that every profile subtask must see; they join the batch channel through
+    updates) that every profile subtask must see; they join the batch channel through
     jvm/.../ControlFanout."""
-    j_valid, dead = _split(raw)
-    batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms)
-    j_batches = j_valid.transform("micro-batch", _glue().MicroBatcher.batchType(), batcher)
-    j_batches.uid("micro-batch")  # stateless (flushes before every barrier); a uid keeps savepoints mappable
+    j_batches = _micro_batches(j_valid, cfg, "micro-batch")
     if controls:
         j_batches = j_batches.union(control_fanout(controls, cfg))
-    return _key_by_field0(j_batches, BATCH_TYPE), dead, j_valid
+    return _key_by_field0(j_batches, BATCH_TYPE)
+
+
+def _micro_batches(j_keyed: Any, cfg: Config, uid: str) -> Any:
+    batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms)
+    j_batches = j_keyed.transform(uid, _glue().MicroBatcher.batchType(), batcher)
+    # stateless (flushes before every barrier); a uid keeps savepoints mappable
+    return j_batches.uid(uid)
+
+
+def popularity_batches(j_valid: Any, cfg: Config) -> KeyedStream:
+    """Valid events re-keyed by category (each also under the all-categories key, see
+    jvm/.../CategoryKeys.java), micro-batched for the popularity subtask owning the key."""
+    glue = _glue()
+    names = schemas.field_names(schemas.EVENT)
+    keys = glue.CategoryKeys(names.index("item_id"), names.index("category_id"))
+    keyed_type = glue.SplitInvalid.keyedEventType(schemas.avro_text(schemas.EVENT))
+    j_keyed = j_valid.flatMap(keys, keyed_type).name("category keys").uid("category-keys")
+    return _key_by_field0(_micro_batches(j_keyed, cfg, "popularity-micro-batch"), BATCH_TYPE)
 
 
 def control_fanout(controls: Sequence[DataStream], cfg: Config) -> Any:
@@ -199,7 +219,7 @@ def cassandra_sink(cfg: Config) -> Sink:
     (udfs.cassandra_rows): prepared idempotent upserts, token- and DC-aware, bounded in flight, all
     acknowledged before each checkpoint completes. Columns come from schemas/cassandra.cql; the
     password stays a reference (file path or env:NAME) resolved on the TaskManager."""
-    from udfs.cassandra_rows import PREDICTION_COLUMNS, PROFILE_COLUMNS
+    from udfs.cassandra_rows import PREDICTION_COLUMNS, PROFILE_COLUMNS, RECOMMENDATION_COLUMNS
 
     glue = _glue()
     settings = glue.CassandraSinkSettings(
@@ -207,7 +227,8 @@ def cassandra_sink(cfg: Config) -> Sink:
         _java_list(PROFILE_COLUMNS), _java_list(PREDICTION_COLUMNS),
     ).withConsistency(cfg.cassandra_consistency, cfg.cassandra_prediction_consistency) \
         .withMaxInFlight(cfg.cassandra_max_in_flight) \
-        .withGrouping(cfg.cassandra_write_grouping, cfg.cassandra_batch_max_rows, cfg.cassandra_batch_linger_ms)
+        .withGrouping(cfg.cassandra_write_grouping, cfg.cassandra_batch_max_rows, cfg.cassandra_batch_linger_ms) \
+        .withRecommendationColumns(_java_list(RECOMMENDATION_COLUMNS))
     if cfg.cassandra_username:
         ref = cfg.cassandra_password_file
         if not ref.startswith(ENV_PREFIX):

@@ -9,9 +9,8 @@ import functools
 import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Optional, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pyflink.common import Row, Time
 from pyflink.common.typeinfo import Types
@@ -19,11 +18,12 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
+from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess, from_state, to_state  # noqa: F401
 from flink_jobs.types import row_type, write_request_type
-from udfs import cassandra_rows, schemas
+from udfs import cassandra_rows, popularity, recommend, schemas
 from udfs.engine import ProfileRow, merge_pending, process_batch
 from udfs.prediction import score_batch
-from udfs.profile import Event, Profile, decode_profile, encode_profile
+from udfs.profile import Event
 from udfs.scorer import OnnxScorer  # noqa: I001 - see below
 from udfs.segmenter import OnnxSegmenter
 
@@ -38,17 +38,6 @@ PROFILE_STATE = "profile"  # the bytes inside carry their own layout version (ud
 LATE_TAG = OutputTag("late-events", row_type(schemas.EVENT))
 DUPLICATE_TAG = OutputTag("duplicate-events", row_type(schemas.DEAD_LETTER))
 CASSANDRA_TAG = OutputTag("cassandra-writes", write_request_type())
-
-
-# The state holds the versioned Avro bytes of udfs.profile as a latin-1 string: an exact 1:1 map of
-# bytes 0..255. PyFlink's thread mode converts byte[] to a tuple of ints element by element and cannot
-# read an empty byte[] state at all (None -> TypeError), while a string crosses as one object.
-def _to_state(data: bytes) -> str:
-    return data.decode("latin-1")
-
-
-def _from_state(text: str) -> bytes:
-    return text.encode("latin-1")
 
 
 def profile_state_descriptor(cfg: Config) -> ValueStateDescriptor:
@@ -70,17 +59,6 @@ def profile_state_descriptor(cfg: Config) -> ValueStateDescriptor:
     return descriptor
 
 
-class KeyedStateAccess(Protocol):
-    """One keyed ValueState read and written under many users' keys per call (the JVM's
-    jvm/.../KeyedStateAccess; tests use an in-memory one)."""
-
-    def getAll(self, users: list[str]) -> Sequence[Optional[str]]: ...  # noqa: N802 - Java names
-
-    def putAll(self, users: list[str], values: list[str]) -> None: ...  # noqa: N802
-
-    def clear(self, user: str) -> None: ...
-
-
 def keyed_state_access(runtime_context: RuntimeContext, state: Any, max_parallelism: int) -> KeyedStateAccess:
     """The JVM accessor of ``state`` (a ValueState of this operator) under users' keys.
 
@@ -100,80 +78,6 @@ def keyed_state_access(runtime_context: RuntimeContext, state: Any, max_parallel
     cls = runtime_context._runtime_context.getUserCodeClassLoader().loadClass(
         "dev.profileengine.glue.KeyedStateAccess")
     return cls.newInstance().bind(backend, j_state, max_parallelism)
-
-
-class KeyedProfileStore:
-    """udfs.engine.ProfileStore over Flink keyed state, one entry per user.
-
-    Decoded profiles of recent users stay in an LRU cache (rebuilt from state after any restart,
-    because open() runs again); ``prefetch`` reads a batch's other users from state in one JVM call.
-    Changed profiles are encoded and written to state once per checkpoint (``flush``, on the
-    batcher's commit marker before each barrier), not once per batch: encoding is the most
-    expensive part of a profile update."""
-
-    def __init__(self, access: KeyedStateAccess, cache_size: int) -> None:
-        self.access = access
-        self.cache_size = cache_size
-        self.cache: OrderedDict[str, Profile] = OrderedDict()
-        self.dirty: dict[str, Profile] = {}  # not in state yet; never evicted before flush
-        self.absent: set[str] = set()  # read from state: no entry, and not put since
-        self.state_reads = 0
-
-    def prefetch(self, users: Iterable[str]) -> None:
-        """Start a batch: read every user not held in memory, in one call; later get()s of them
-        need no JVM call. The "no entry" answers of earlier batches are dropped (memory bound)."""
-        self.absent.clear()
-        self._read(u for u in dict.fromkeys(users) if u not in self.dirty and u not in self.cache)
-
-    def _read(self, users: Iterable[str]) -> None:
-        missing = list(users)
-        if not missing:
-            return
-        self.state_reads += len(missing)
-        for user, raw in zip(missing, self.access.getAll(missing), strict=True):
-            if raw is None:
-                self.absent.add(user)
-            else:
-                self._remember(user, decode_profile(_from_state(raw)))
-
-    def get(self, user_id: str) -> Optional[Profile]:
-        p = self.dirty.get(user_id)
-        if p is not None:
-            return p
-        p = self.cache.get(user_id)
-        if p is not None:
-            self.cache.move_to_end(user_id)
-            return p
-        if user_id in self.absent:
-            return None
-        self._read([user_id])  # not prefetched (or evicted since): one read, the batch's answers kept
-        return self.cache.get(user_id)
-
-    def put(self, user_id: str, profile: Profile) -> None:
-        self.dirty[user_id] = profile
-        self.absent.discard(user_id)  # it will have an entry: never answer "none" for it again
-
-    def remove(self, user_id: str) -> None:
-        self.dirty.pop(user_id, None)
-        self.cache.pop(user_id, None)
-        self.absent.add(user_id)
-        self.access.clear(user_id)
-
-    def flush(self) -> int:
-        """Write every changed profile to keyed state (one JVM call); returns how many."""
-        users = list(self.dirty)
-        if users:
-            self.access.putAll(users, [_to_state(encode_profile(self.dirty[u])) for u in users])
-        for user_id in users:
-            self._remember(user_id, self.dirty[user_id])
-        self.dirty.clear()
-        return len(users)
-
-    def _remember(self, user_id: str, p: Profile) -> None:
-        self.cache[user_id] = p
-        self.cache.move_to_end(user_id)
-        if len(self.cache) > self.cache_size:
-            self.cache.popitem(last=False)
 
 
 class ProfileFunction(KeyedProcessFunction):
@@ -200,7 +104,12 @@ class ProfileFunction(KeyedProcessFunction):
                                        cfg.profile_cache_users)
         self.pending: dict[str, ProfileRow] = {}
         # kind -> handler(body) of the control records sent through connectors.control_fanout
-        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {}
+        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {"popularity": self._popularity}
+        # "popular now" per category (flink_jobs/popularity_op.py): memory only, bounded by
+        # popular_max_categories; the popularity stage re-sends what it holds after a restore
+        self.popular: popularity.Snapshot = {}
+        self.pop_settings = cfg.popularity_settings()
+        self.rec_settings = cfg.recommend_settings()
         group = runtime_context.get_metrics_group().add_group("profile_engine")
         self.m_events = group.counter("events_applied")
         self.m_late = group.counter("events_late")
@@ -217,6 +126,8 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_flush_us = group.counter("state_flush_micros")
         self.m_flushed = group.counter("profiles_flushed")
         self.m_state_reads = group.counter("state_reads")
+        self.m_recommendations = group.counter("recommendations_written")
+        self.m_popular_updates = group.counter("popularity_tops_received")
         group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
         log.info("profile operator: %s and %s on %s", self.scorer.model_version, self.segmenter.model_version,
                  self.scorer.provider)
@@ -264,8 +175,23 @@ class ProfileFunction(KeyedProcessFunction):
             raise ValueError(f"control record of unknown kind {kind!r}; known: {sorted(self.controls)}")
         yield from handler(body)
 
+    def _popularity(self, body: Any) -> Iterable[Any]:
+        tops = popularity.read_tops_message(body)
+        for t in tops:
+            popularity.merge(self.popular, t, self.pop_settings)
+        self.m_popular_updates.inc(len(tops))
+        return ()
+
     def _commit(self) -> Iterable[Any]:
         t0, c0 = time.perf_counter(), time.thread_time()
+        if self.pending and self.cfg.recommendations:
+            # once per touched user and checkpoint, from the profile after the user's latest event
+            # (every pending user's profile is still in the store's dirty set: no state read)
+            recs = recommend.refresh(((u, self.store.get(u)) for u in self.pending), self.popular,
+                                     self.rec_settings, self.settings, self.pop_settings)
+            yield CASSANDRA_TAG, Row(*cassandra_rows.recommendation_bundle(recs, recommend.VERSION,
+                                                                           int(time.time() * 1000)))
+            self.m_recommendations.inc(len(recs))
         flushed = self.store.flush()
         if self.pending:
             yield CASSANDRA_TAG, Row(*cassandra_rows.profile_bundle(self.pending.items()))

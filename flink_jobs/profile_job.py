@@ -10,10 +10,14 @@ Operator chain (JVM parts in [brackets], Python in (parens))::
         |  valid (user_id, event)                               ^ union (duplicates)       uid sink-dlq
     [micro-batch: one JSON batch per profile subtask; flushed   |              uid micro-batch
      at size, after a delay, before watermarks and barriers]     |
+        |   + [category keys -> micro-batch] -> (popularity: "popular now" uids category-keys,
+        |     per category, keyed state) -> [control fan-out: one copy     popularity-micro-batch,
+        |     per profile subtask, from one sender]                       popularity, control-fanout
         |  keyBy(route key)                                     |
     (profile: udfs.engine.process_batch per batch; keyed state  |              uid profile
      one entry per user (key groups: rescalable); changed        |
-     profiles written once per checkpoint)  --duplicates--------+
+     profiles and recommendation lists written once per          |
+     checkpoint)  --duplicates-----------------------------------+
         |   --late events-->  [KafkaSink user-events-late]                     uid sink-late
         |   --Cassandra writes--> [Cassandra sink: async, idempotent,          uid sink-cassandra
         |                          flushed before every checkpoint completes]
@@ -44,6 +48,7 @@ from pyflink.datastream.connectors import Sink
 from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
 from flink_jobs.operators import CASSANDRA_TAG, DUPLICATE_TAG, LATE_TAG, ProfileFunction
+from flink_jobs.popularity_op import PopularityFunction
 from flink_jobs.types import prediction_type
 from udfs import schemas
 from udfs.features import FEATURE_NAMES
@@ -67,7 +72,12 @@ def build(
 ) -> DataStream:
     """Wire the pipeline; returns the prediction stream."""
     raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
-    batches, dead, _valid = connectors.split_and_batch(raw, cfg)
+    j_valid, dead = connectors.split(raw)
+    controls = []
+    if cfg.recommendations:  # "popular now" per category, sent to every profile subtask
+        controls.append(connectors.popularity_batches(j_valid, cfg).process(
+            PopularityFunction(cfg), output_type=connectors.BATCH_TYPE).name("popularity").uid("popularity"))
+    batches = connectors.batch(j_valid, cfg, controls)
     predictions = batches.process(ProfileFunction(cfg), output_type=prediction_type()).name("profile").uid("profile")
     dead.union(predictions.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
         "kafka: " + cfg.topic_dlq

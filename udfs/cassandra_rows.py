@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from udfs import schemas
 from udfs.engine import ProfileRow
 from udfs.prediction import PREDICTION_FIELDS
+from udfs.recommend import Recommendation
 
 PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
 PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
@@ -26,7 +27,7 @@ PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
 RECOMMENDATION_COLUMNS: list[str] = list(schemas.cql_columns("recommendations"))
 
 OP_PROFILE, OP_PROFILES, OP_PREDICTION, OP_ERASE = "profile", "profiles", "prediction", "erase"
-OP_RECOMMENDATION = "recommendation"
+OP_RECOMMENDATION, OP_RECOMMENDATIONS = "recommendation", "recommendations"
 
 
 class WriteRequest(NamedTuple):
@@ -77,23 +78,34 @@ def prediction_requests(predictions: Iterable[Sequence[Any]]) -> list[WriteReque
 
 
 def recommendation_columns(
-    user_id: str, ranked: Sequence[tuple[str, float]], model_version: str, as_of: int, computed_at: int
+    user_id: str, ranked: Sequence[tuple[str, float]], model_version: str, as_of: int, computed_at: int,
+    basis: Optional[dict[str, tuple[int, int]]] = None,
 ) -> dict[str, Any]:
     """The recommendations table's columns: the ranked list as two parallel lists (rank = index)."""
     values = {"user_id": user_id, "items": [i for i, _ in ranked], "scores": [float(sc) for _, sc in ranked],
-              "model_version": model_version, "as_of": int(as_of), "computed_at": int(computed_at)}
+              "model_version": model_version, "as_of": int(as_of), "computed_at": int(computed_at),
+              "popular_basis": _json({c: list(v) for c, v in sorted((basis or {}).items())})}
     return {c: values[c] for c in RECOMMENDATION_COLUMNS}
 
 
 def recommendation_request(
     user_id: str, ranked: Sequence[tuple[str, float]], profile_version: int, model_version: str, as_of: int,
-    computed_at: int,
+    computed_at: int, basis: Optional[dict[str, tuple[int, int]]] = None,
 ) -> WriteRequest:
     """Written at the profile's version (µs): a list computed from an older profile can never
     overwrite a newer one, and a replay after a restore rewrites the same cells (``computed_at`` is
     processing time; a replay may change it, harmlessly)."""
     return WriteRequest(OP_RECOMMENDATION, user_id, int(profile_version),
-                        _json(recommendation_columns(user_id, ranked, model_version, as_of, computed_at)))
+                        _json(recommendation_columns(user_id, ranked, model_version, as_of, computed_at, basis)))
+
+
+def recommendation_bundle(recs: Iterable[Recommendation], model_version: str, computed_at: int) -> WriteRequest:
+    """A checkpoint's lists as one request (op "recommendations", the shape of ``profile_bundle``),
+    each written at its profile's version like ``recommendation_request``."""
+    items = [[r.user_id, int(r.profile_version),
+              recommendation_columns(r.user_id, r.items, model_version, r.as_of, computed_at, r.basis)]
+             for r in recs]
+    return WriteRequest(OP_RECOMMENDATIONS, "", 0, _json(items))
 
 
 def erase_request(user_id: str, write_ts: int) -> WriteRequest:

@@ -32,7 +32,7 @@ import heapq
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Protocol
 
 from udfs.profile import Event
 from udfs.settings import PopularitySettings
@@ -236,3 +236,62 @@ def _check(data: bytes, version: int, what: str) -> None:
     if not data or data[0] != version:
         got = data[0] if data else "none"
         raise ValueError(f"{what} encoding version {got} cannot be read (reads {version})")
+
+
+# --- the keyed stage of the job, one micro-batch at a time ----------------------------------------
+
+
+class WindowStore(Protocol):
+    """Category windows between batches: a dict offline, Flink keyed state in the job."""
+
+    def get(self, key: str) -> Optional[CategoryWindow]: ...
+
+    def put(self, key: str, value: CategoryWindow) -> None: ...
+
+
+def count_batch(events: Iterable[Event], store: WindowStore, s: PopularitySettings = DEFAULT_POPULARITY) -> set[str]:
+    """Count each event in the window of its category field (the job's GLOBAL copies carry GLOBAL
+    there, see jvm/.../CategoryKeys.java); returns the keys whose window changed."""
+    changed: set[str] = set()
+    for ev in events:
+        key = ev.category_id
+        store.put(key, step(store.get(key), ev, s, key))
+        changed.add(key)
+    return changed
+
+
+def tops_message(tops: Iterable[CategoryTop]) -> dict:
+    """The body of a control record {"popularity": body} that carries tops to every profile subtask."""
+    return {"v": TOP_VERSION, "tops": [[t.category_id, t.as_of, t.total, [list(x) for x in t.items]] for t in tops]}
+
+
+def read_tops_message(body: dict) -> list[CategoryTop]:
+    if body.get("v") != TOP_VERSION:
+        raise ValueError(f"popularity message version {body.get('v')} cannot be read (reads {TOP_VERSION})")
+    return [CategoryTop(c, as_of, total, tuple((i, n) for i, n in items)) for c, as_of, total, items in body["tops"]]
+
+
+def counted_keys(ev: Event) -> tuple[str, ...]:
+    """The windows an event counts in, as the job routes it (jvm/.../CategoryKeys.java)."""
+    if ev.item_id is None or not ev.category_id:
+        return ()
+    return (ev.category_id, GLOBAL)
+
+
+def tops_at(
+    events: Iterable[Event], wanted: dict[str, set[tuple[int, int]]], s: PopularitySettings = DEFAULT_POPULARITY
+) -> dict[tuple[str, int, int], CategoryTop]:
+    """Offline: the tops a stream sent, found again from the events. ``wanted`` names them by key
+    and (as_of, total), as recommendation rows record them; ``events`` in the order each key's
+    window counted them (a single-partition replay: the file's order). A top the replay never
+    reaches is missing from the answer."""
+    windows: dict[str, CategoryWindow] = {}
+    found: dict[tuple[str, int, int], CategoryTop] = {}
+    for ev in events:
+        for key in counted_keys(ev):
+            w = windows[key] = step(windows.get(key), ev, s, key)
+            if key in wanted and any(as_of == w.clock for as_of, _ in wanted[key]):
+                t = top(w, w.clock, s)
+                if (t.as_of, t.total) in wanted[key]:
+                    found[(key, t.as_of, t.total)] = t
+    return found

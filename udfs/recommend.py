@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
-from typing import Optional
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple, Optional
 
 from udfs import item_memory
 from udfs.popularity import DEFAULT_POPULARITY, GLOBAL, CategoryTop, fresh
@@ -22,6 +22,7 @@ from udfs.profile import DEFAULT_SETTINGS, Profile, top_categories
 from udfs.settings import PopularitySettings, ProfileSettings, RecommendSettings
 
 DEFAULT_RECOMMEND = RecommendSettings()
+VERSION = "blend-v1"  # model_version of the lists (change it with the scoring formula)
 Ranked = list[tuple[str, float]]
 
 
@@ -33,8 +34,11 @@ def recommend(
     s: RecommendSettings = DEFAULT_RECOMMEND,
     ps: ProfileSettings = DEFAULT_SETTINGS,
     pops: PopularitySettings = DEFAULT_POPULARITY,
+    basis: Optional[dict[str, tuple[int, int]]] = None,
 ) -> Ranked:
-    """[(item id, score)] best first, at most ``n`` (default ``s.n``), as of event time ``now``."""
+    """[(item id, score)] best first, at most ``n`` (default ``s.n``), as of event time ``now``.
+    ``basis``, when given, receives {category: (as_of, total)} of every popular list that was read:
+    what a stream-computed list depends on besides the profile (see ``Recommendation``)."""
     n = s.n if n is None else n
     banned = item_memory.excluded(profile.bought, now, ps) if profile is not None else set()
     scores: dict[str, float] = {}
@@ -44,13 +48,49 @@ def recommend(
             t = popular.get(c)
             if t is not None and t.items and fresh(t, now, pops):
                 _add_popular(scores, t, s.popular_weight * share)
+                if basis is not None:
+                    basis[c] = (t.as_of, t.total)
     if len(scores.keys() - banned) < n:
         t = popular.get(GLOBAL)
         if t is not None and t.items and fresh(t, now, pops):
             peak = t.items[0][1]
             for item, count in t.items:
                 scores.setdefault(item, s.fallback_weight * count / peak)
+            if basis is not None:
+                basis[GLOBAL] = (t.as_of, t.total)
     return _ranked(scores, banned, n)
+
+
+class Recommendation(NamedTuple):
+    """A user's list as the job writes it. ``as_of``: the event time it is computed for (the user's
+    latest event); ``basis``: the popular lists it read, {category: (as_of, total)}. Which version of
+    "popular now" a subtask holds depends on when the popularity stage's updates arrive (they come
+    from other users' events, in other partitions): recording it lets a replay check the list
+    exactly (tests/integration/test_recommendations.py)."""
+
+    user_id: str
+    items: Ranked
+    profile_version: int
+    as_of: int
+    basis: dict[str, tuple[int, int]]
+
+
+def refresh(
+    users: Iterable[tuple[str, Profile]],
+    popular: Mapping[str, CategoryTop],
+    s: RecommendSettings = DEFAULT_RECOMMEND,
+    ps: ProfileSettings = DEFAULT_SETTINGS,
+    pops: PopularitySettings = DEFAULT_POPULARITY,
+) -> list[Recommendation]:
+    """One list per user, as of the user's latest event: what the job writes once per user and
+    checkpoint (lists of a user's earlier events would be overwritten in the table before anyone
+    read them; docs/RECOMMENDATIONS.md measures the policies)."""
+    out = []
+    for user_id, p in users:
+        basis: dict[str, tuple[int, int]] = {}
+        items = recommend(p, popular, p.last_seen, s=s, ps=ps, pops=pops, basis=basis)
+        out.append(Recommendation(user_id, items, p.version, p.last_seen, basis))
+    return out
 
 
 def _add_own(scores: dict[str, float], p: Profile, now: int, s: RecommendSettings, ps: ProfileSettings) -> None:

@@ -116,7 +116,7 @@ class FakeStateAccess:
 
 
 def test_keyed_store_writes_each_changed_profile_once_per_flush_and_never_loses_one():
-    from flink_jobs.operators import KeyedProfileStore
+    from flink_jobs.keyed_store import KeyedProfileStore
 
     state = FakeStateAccess()
     store = KeyedProfileStore(state, cache_size=2)  # a tiny cache: dirty entries must survive
@@ -139,7 +139,7 @@ def test_keyed_store_writes_each_changed_profile_once_per_flush_and_never_loses_
 
 
 def test_keyed_store_reads_state_after_a_restart_and_removes_on_erasure():
-    from flink_jobs.operators import KeyedProfileStore
+    from flink_jobs.keyed_store import KeyedProfileStore
 
     state = FakeStateAccess()
     events = stream(100, users=3)
@@ -154,7 +154,7 @@ def test_keyed_store_reads_state_after_a_restart_and_removes_on_erasure():
 
 
 def test_keyed_store_reads_a_batchs_users_in_one_call_and_flushes_in_one():
-    from flink_jobs.operators import KeyedProfileStore
+    from flink_jobs.keyed_store import KeyedProfileStore
 
     state = FakeStateAccess()
     events = stream(200, users=20)
@@ -178,7 +178,7 @@ def test_keyed_store_reads_a_batchs_users_in_one_call_and_flushes_in_one():
 
 
 def test_keyed_store_keeps_the_batchs_no_entry_answers_when_it_reads_one_more_user():
-    from flink_jobs.operators import KeyedProfileStore
+    from flink_jobs.keyed_store import KeyedProfileStore
 
     state = FakeStateAccess()
     store = KeyedProfileStore(state, cache_size=10)

@@ -95,3 +95,21 @@ def test_stream_and_offline_lists_are_equal_event_by_event():
         assert a == b
         assert len(a) <= 10 and len({i for i, _ in a}) == len(a)
         assert not {i for i, _ in a} & {i for i, t in r.state.bought.items() if e.event_time - t < PS.bought_exclude_ms}
+
+
+def test_refresh_records_the_popular_lists_it_read_and_they_reproduce_the_list():
+    from udfs.recommend import refresh
+
+    p = build([ev(0, "view", "mine", "c1"), ev(H, "cart", "other", "c2", "u1")])
+    now = p.last_seen
+    popular = snap(now, c1=[("p1", 10)], c2=[("p2", 4)], c9=[("never", 50)])
+    popular[GLOBAL] = CategoryTop(GLOBAL, now, 99, (("g1", 9), ("g2", 5)))
+    (r,) = refresh([("u1", p)], popular)
+    assert r.user_id == "u1" and r.as_of == now and r.profile_version == p.version
+    assert r.items == recommend(p, popular, now)
+    assert set(r.basis) == {"c1", "c2", GLOBAL}  # c9 is not among the user's categories
+    assert r.basis["c1"] == (now, 10)
+    used = {c: popular[c] for c in r.basis}
+    assert recommend(p, used, now) == r.items  # what the basis names is all the list depends on
+    (bare,) = refresh([("u1", p)], {})
+    assert bare.basis == {} and [i for i, _ in bare.items] == [i for i, _ in recommend(p, {}, now)]

@@ -103,7 +103,8 @@ def test_cql_recommendations_columns_match_the_rows_the_core_writes():
 
     cols = schemas.cql_columns("recommendations")
     assert cols == {"user_id": "text", "items": "frozen<list<text>>", "scores": "frozen<list<double>>",
-                    "model_version": "text", "as_of": "bigint", "computed_at": "bigint"}
+                    "model_version": "text", "as_of": "bigint", "computed_at": "bigint",
+                    "popular_basis": "text"}
     req = recommendation_request("u1", [("a", 0.9), ("b", 0.5)], 1_000_000_001, "blend-v1", 1_000_000, 1_000_500)
     assert req.op == OP_RECOMMENDATION and req.user_id == "u1" and req.write_ts == 1_000_000_001
     values = json.loads(req.payload)

@@ -42,7 +42,7 @@ def main(argv: Sequence[str]) -> None:
     Config.add_arguments(parser)
     cfg = Config.from_args(parser.parse_args(argv))
     env = profile_job.environment(cfg)
-    batches, _dead, _valid = connectors.split_and_batch(state_guard.guard(connectors.event_source(env, cfg), cfg), cfg)
+    batches, _dead = connectors.split_and_batch(state_guard.guard(connectors.event_source(env, cfg), cfg), cfg)
     batches.process(WriteForeignState(cfg), output_type=Types.STRING()).name("profile").uid("profile").print()
     env.execute("profile-engine-foreign-state")
 

@@ -28,6 +28,7 @@ public final class CassandraSinkSettings implements Serializable {
   private final String keyspace;
   private final ArrayList<String> profileColumns;
   private final ArrayList<String> predictionColumns;
+  private ArrayList<String> recommendationColumns = new ArrayList<>();
   private String profileConsistency = "LOCAL_QUORUM";
   private String predictionConsistency = "LOCAL_QUORUM";
   private int maxInFlight = 512;
@@ -88,6 +89,16 @@ public final class CassandraSinkSettings implements Serializable {
     String up = level == null ? "" : level.strip().toUpperCase(Locale.ROOT);
     require(CONSISTENCIES.contains(up), "unknown consistency level '" + level + "', one of " + CONSISTENCIES);
     return up;
+  }
+
+  /** Columns of ks.recommendations, user_id first: enables op "recommendations" (none: refused). */
+  public CassandraSinkSettings withRecommendationColumns(List<String> cols) {
+    this.recommendationColumns = columns("recommendation", cols);
+    return this;
+  }
+
+  public List<String> recommendationColumns() {
+    return recommendationColumns;
   }
 
   public CassandraSinkSettings withConsistency(String profiles, String predictions) {

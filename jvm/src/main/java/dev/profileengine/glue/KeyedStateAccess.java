@@ -1,11 +1,13 @@
 package dev.profileengine.glue;
 
 import java.util.List;
+import java.util.stream.Stream;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.runtime.state.CheckpointableKeyedStateBackend;
 import org.apache.flink.runtime.state.KeyGroupRange;
 import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
 import org.apache.flink.runtime.state.KeyedStateBackend;
+import org.apache.flink.runtime.state.VoidNamespace;
 import org.apache.flink.types.Row;
 
 /**
@@ -70,6 +72,16 @@ public final class KeyedStateAccess {
     for (int i = 0; i < us.length; i++) {
       switchTo((String) us[i]);
       state.update(vs[i]);
+    }
+  }
+
+  /**
+   * The keys (field 0 of the key Row) that have an entry in the named state on this subtask: after
+   * a restore, the operator learns what it holds (the popularity stage re-sends those tops).
+   */
+  public Object[] keys(String stateName) {
+    try (Stream<Object> keys = backend.getKeys(stateName, VoidNamespace.INSTANCE)) {
+      return keys.map(k -> ((Row) k).getField(0)).toArray();
     }
   }
 

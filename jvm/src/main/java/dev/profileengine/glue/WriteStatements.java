@@ -17,10 +17,10 @@ import java.util.List;
 import org.apache.flink.types.Row;
 
 /**
- * The five prepared statements of the sink and the mapping of one write request (a row of
+ * The prepared statements of the sink and the mapping of one write request (a row of
  * {@link CassandraSink#elementType()}) to the bound statements that carry it out: one for
  * "profile" and "prediction", three for "erase" (the user's profile row, prediction partition and
- * recommendations row), one per item for "profiles" (a bundle of profile rows).
+ * recommendations row), one per item for "profiles" and "recommendations" (bundles of rows).
  *
  * <p>Every statement carries USING TIMESTAMP from the row, so the order in which concurrent
  * requests land does not matter: the newest write time wins, as schemas/cassandra.cql explains.
@@ -31,9 +31,12 @@ final class WriteStatements {
   static final String ERASE = "erase";
   /** Many profile rows in one request row: payload [[user_id, write_ts, {column: value}], ...]. */
   static final String PROFILES = "profiles";
+  /** Many recommendation rows in one request row, the same payload shape as PROFILES. */
+  static final String RECOMMENDATIONS = "recommendations";
 
   private final Upsert profile;
   private final Upsert prediction;
+  private final Upsert recommendation; // null when the settings name no recommendation columns
   private final PreparedStatement eraseProfile;
   private final PreparedStatement erasePredictions;
   private final PreparedStatement eraseRecommendations;
@@ -49,6 +52,9 @@ final class WriteStatements {
         codecs, profileCl);
     prediction = new Upsert(session.prepare(insert(ks + ".predictions", s.predictionColumns())),
         s.predictionColumns(), codecs, predictionCl);
+    List<String> recCols = s.recommendationColumns();
+    recommendation = recCols.isEmpty() ? null
+        : new Upsert(session.prepare(insert(ks + ".recommendations", recCols)), recCols, codecs, profileCl);
     eraseProfile = session.prepare(erase(ks + ".profiles"));
     erasePredictions = session.prepare(erase(ks + ".predictions"));
     eraseRecommendations = session.prepare(erase(ks + ".recommendations"));
@@ -70,14 +76,21 @@ final class WriteStatements {
     String userId = field(row, 1, String.class, "user_id");
     try {
       Long writeTs = field(row, 2, Long.class, "write_ts");
-      if ((userId == null || userId.isEmpty()) && !PROFILES.equals(op)) {
+      boolean bundle = PROFILES.equals(op) || RECOMMENDATIONS.equals(op);
+      if ((userId == null || userId.isEmpty()) && !bundle) {
         throw new IllegalArgumentException("user_id is empty");
       }
       if (writeTs == null) {
         throw new IllegalArgumentException("write_ts is null");
       }
       if (PROFILES.equals(op)) {
-        return profiles(field(row, 3, String.class, "payload"));
+        return bundle(profile, op, field(row, 3, String.class, "payload"));
+      }
+      if (RECOMMENDATIONS.equals(op)) {
+        if (recommendation == null) {
+          throw new IllegalArgumentException("this sink was built without recommendation columns");
+        }
+        return bundle(recommendation, op, field(row, 3, String.class, "payload"));
       }
       if (PROFILE.equals(op)) {
         return List.of(profile.bind(userId, writeTs, field(row, 3, String.class, "payload")));
@@ -88,7 +101,7 @@ final class WriteStatements {
             delete(erasePredictions, predictionCl, userId, writeTs),
             delete(eraseRecommendations, profileCl, userId, writeTs));
       }
-      throw new IllegalArgumentException("op must be profile, profiles, prediction or erase");
+      throw new IllegalArgumentException("op must be profile, profiles, prediction, recommendations or erase");
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException("bad Cassandra write request (op=" + op + ", user_id=" + userId + "): "
           + e.getMessage(), e);
@@ -96,22 +109,22 @@ final class WriteStatements {
   }
 
   /**
-   * The Python operator writes the changed profiles of a checkpoint as one bundle: one crossing
-   * from Python to Java for all of them instead of one per user (py-spy: the per-user side output
-   * was an eighth of the Python thread's time).
+   * The Python operator writes the changed profiles (and recommendation lists) of a checkpoint as
+   * one bundle each: one crossing from Python to Java for all of them instead of one per user
+   * (py-spy: the per-user side output was an eighth of the Python thread's time).
    */
-  private List<BoundStatement> profiles(String payload) {
+  private static List<BoundStatement> bundle(Upsert upsert, String op, String payload) {
     JsonNode items = JsonColumns.parse(payload);
     if (items == null || !items.isArray()) {
-      throw new IllegalArgumentException("a profiles payload is a JSON array of [user_id, write_ts, columns]");
+      throw new IllegalArgumentException("a " + op + " payload is a JSON array of [user_id, write_ts, columns]");
     }
     List<BoundStatement> out = new ArrayList<>(items.size());
     for (JsonNode item : items) {
       if (!item.isArray() || item.size() != 3 || !item.get(0).isTextual() || item.get(0).asText().isEmpty()
           || !item.get(1).canConvertToLong() || !item.get(1).isIntegralNumber()) {
-        throw new IllegalArgumentException("a profiles item is [user_id, write_ts, columns], got " + item);
+        throw new IllegalArgumentException("a " + op + " item is [user_id, write_ts, columns], got " + item);
       }
-      out.add(profile.bind(item.get(0).asText(), item.get(1).asLong(), item.get(2)));
+      out.add(upsert.bind(item.get(0).asText(), item.get(1).asLong(), item.get(2)));
     }
     return out;
   }

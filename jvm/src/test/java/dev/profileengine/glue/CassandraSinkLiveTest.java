@@ -50,6 +50,9 @@ class CassandraSinkLiveTest {
         w.write(request("prediction", "u2", 50L, "{\"event_time\":2,\"event_id\":\"new\"}"), NO_CONTEXT);
         w.write(request("profile", "u2", 5L, "{\"n_events\":1}"), NO_CONTEXT);
         w.write(request("erase", "u2", 10L, ""), NO_CONTEXT);
+        w.write(request("recommendations", "", 0L, "[[\"u1\",2000000,{\"items\":[\"a\",\"b\"],"
+            + "\"scores\":[0.9,0.5],\"model_version\":\"blend-v1\",\"as_of\":1700000000000,"
+            + "\"computed_at\":1700000000500,\"popular_basis\":\"{}\"}]]"), NO_CONTEXT);
         w.flush(false);
       } finally {
         w.close();
@@ -72,6 +75,12 @@ class CassandraSinkLiveTest {
       assertEquals("e1", pred.getString("event_id"));
       assertEquals(0.9, pred.getDouble("score"));
       assertEquals(1_700_000_000_000_000L, pred.getLong("wt"));
+      Row rec = db.session.execute("SELECT items, scores, model_version, WRITETIME(items) AS wt"
+          + " FROM sink_check.recommendations WHERE user_id = 'u1'").one();
+      assertEquals(List.of("a", "b"), rec.getList("items", String.class));
+      assertEquals(List.of(0.9, 0.5), rec.getList("scores", Double.class));
+      assertEquals("blend-v1", rec.getString("model_version"));
+      assertEquals(2_000_000L, rec.getLong("wt"));
       // the erase at 10 removed the profile (5) and the prediction written at 5, not the one at 50
       assertNull(db.session.execute("SELECT * FROM sink_check.profiles WHERE user_id = 'u2'").one());
       List<Row> left = db.session.execute("SELECT event_id FROM sink_check.predictions WHERE user_id = 'u2'").all();

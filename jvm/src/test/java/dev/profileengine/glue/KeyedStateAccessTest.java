@@ -48,6 +48,18 @@ class KeyedStateAccessTest {
   }
 
   @Test
+  void listsTheKeysThatHaveAnEntry() throws Exception {
+    try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = harness(1, 0)) {
+      KeyedStateAccess a = access(h);
+      a.putAll(List.of("c1", "c2", "*"), List.of("w1", "w2", "wg"));
+      a.clear("c2");
+      Object[] keys = a.keys("profile");
+      Arrays.sort(keys);
+      assertArrayEquals(new Object[] {"*", "c1"}, keys);
+    }
+  }
+
+  @Test
   void readsAndWritesManyUsersPerCallEachUnderItsOwnKey() throws Exception {
     try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = harness(1, 0)) {
       KeyedStateAccess a = access(h);

@@ -73,6 +73,7 @@ final class LiveCassandra implements AutoCloseable {
    */
   CassandraSinkSettings settings() {
     return new CassandraSinkSettings(host, port, DC, keyspace, columns.get("profiles"), columns.get("predictions"))
+        .withRecommendationColumns(columns.get("recommendations"))
         .withCredentials(System.getProperty("cassandra.username", ""), System.getProperty("cassandra.password", ""))
         .withTls(System.getProperty("cassandra.ca", ""), true);
   }
