@@ -196,6 +196,14 @@ def avro_kafka_sink(
     return builder.build()
 
 
+def prediction_rows(batches: DataStream) -> DataStream:
+    """The profile operator's output (one JSON array of predictions per batch) as one typed row of
+    prediction.avsc per prediction (jvm/.../PredictionRows)."""
+    avsc = schemas.avro_text(schemas.PREDICTION)
+    j = batches._j_data_stream.flatMap(_glue().PredictionRows(avsc), _glue().PredictionRows.rowType(avsc))
+    return DataStream(j.name("prediction rows").uid("prediction-rows"))
+
+
 def prediction_writes(predictions: DataStream) -> DataStream:
     """The Cassandra write request of every prediction, built in the JVM (jvm/.../PredictionWrites)."""
     from udfs.cassandra_rows import PREDICTION_COLUMNS

@@ -84,8 +84,8 @@ class ProfileFunction(KeyedProcessFunction):
     """Keyed by the batcher's route key; each element is one batch from the JVM MicroBatcher (a JSON
     array of events in user_event.avsc order) or a commit marker ({"checkpoint": id}).
 
-    A batch goes through udfs.engine.process_batch: predictions on the main output (one per applied
-    event; the JVM derives their Cassandra rows), late events and duplicates on side outputs,
+    A batch goes through udfs.engine.process_batch: predictions on the main output (one JSON array per
+    batch, one row per applied event; the JVM splits it and derives the Cassandra rows), late events and duplicates on side outputs,
     erasures on CASSANDRA_TAG for the JVM sink. A commit marker writes the changed profiles to keyed state and
     their Cassandra rows: once per user and checkpoint, before the barrier that follows the marker,
     so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
@@ -150,8 +150,8 @@ class ProfileFunction(KeyedProcessFunction):
             yield LATE_TAG, Row(*ev)
         for user, ts in r.erasures:
             yield CASSANDRA_TAG, Row(*cassandra_rows.erase_request(user, ts))
-        for values in r.predictions:
-            yield Row(*values)
+        if r.predictions:  # one string per batch: jvm/.../PredictionRows splits it into typed rows
+            yield Row(json.dumps(r.predictions, separators=(",", ":")))
         self.m_events.inc(len(r.predictions))
         self.m_late.inc(len(r.late))
         self.m_duplicates.inc(len(r.duplicates))

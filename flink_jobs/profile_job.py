@@ -49,7 +49,6 @@ from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
 from flink_jobs.operators import CASSANDRA_TAG, DUPLICATE_TAG, LATE_TAG, ProfileFunction
 from flink_jobs.popularity_op import PopularityFunction
-from flink_jobs.types import prediction_type
 from udfs import schemas
 from udfs.features import FEATURE_NAMES
 
@@ -78,13 +77,14 @@ def build(
         controls.append(connectors.popularity_batches(j_valid, cfg).process(
             PopularityFunction(cfg), output_type=connectors.BATCH_TYPE).name("popularity").uid("popularity"))
     batches = connectors.batch(j_valid, cfg, controls)
-    predictions = batches.process(ProfileFunction(cfg), output_type=prediction_type()).name("profile").uid("profile")
-    dead.union(predictions.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
+    profiles = batches.process(ProfileFunction(cfg), output_type=connectors.BATCH_TYPE).name("profile").uid("profile")
+    predictions = connectors.prediction_rows(profiles)
+    dead.union(profiles.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
         "kafka: " + cfg.topic_dlq
     ).uid("sink-dlq")
-    predictions.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
+    profiles.get_side_output(LATE_TAG).sink_to(sinks.late).name("kafka: " + cfg.topic_late).uid("sink-late")
     # prediction rows become Cassandra requests in the JVM; profiles and erasures come from Python
-    connectors.prediction_writes(predictions).union(predictions.get_side_output(CASSANDRA_TAG)).sink_to(
+    connectors.prediction_writes(predictions).union(profiles.get_side_output(CASSANDRA_TAG)).sink_to(
         sinks.cassandra
     ).name("cassandra").uid("sink-cassandra")
     predictions.sink_to(sinks.predictions).name("kafka: " + cfg.topic_predictions).uid("sink-predictions")
