@@ -84,11 +84,12 @@ class ProfileFunction(KeyedProcessFunction):
     """Keyed by the batcher's route key; each element is one batch from the JVM MicroBatcher (a JSON
     array of events in user_event.avsc order) or a commit marker ({"checkpoint": id}).
 
-    A batch goes through udfs.engine.process_batch: predictions on the main output (one JSON array per
-    batch, one row per applied event; the JVM splits it and derives the Cassandra rows), late events and duplicates on side outputs,
-    erasures on CASSANDRA_TAG for the JVM sink. A commit marker writes the changed profiles to keyed state and
-    their Cassandra rows: once per user and checkpoint, before the barrier that follows the marker,
-    so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
+    A batch goes through udfs.engine.process_batch: predictions on the main output (one JSON array
+    per batch, one row per applied event; the JVM splits it and derives the Cassandra rows), late
+    events and duplicates on side outputs, erasures on CASSANDRA_TAG for the JVM sink. A commit
+    marker writes the changed profiles to keyed state, and their Cassandra rows and recommendation
+    lists: once per user and checkpoint, before the barrier that follows the marker, so the
+    checkpoint holds them and the Cassandra sink flushes them before it completes."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
