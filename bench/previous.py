@@ -57,6 +57,7 @@ class Previous:
             PE_SEGMENTS_PATH=str(self.model_dir / "segments.onnx"),
             PE_FLINK_REST_HOST=self.rest_host,
             PE_PIPELINE="micro-batch", PE_STATE_BUCKETS="4",  # its defaults, named for the record
+            PE_TASKMANAGER_SLOTS="2",  # its cluster: one TaskManager with two slots
         )
         return env
 

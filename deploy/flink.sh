@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Flink standalone session cluster (one JobManager with the web UI, one TaskManager), run from the
+# Flink standalone session cluster (one JobManager with the web UI, PE_TASKMANAGERS TaskManagers), run from the
 # runtime that the PyPI apache-flink wheel ships ($FLINK_HOME = site-packages/pyflink).
 # Config, logs, checkpoints and temp files live under $PE_RUN_PATH/flink.
 #
 #   deploy/flink.sh start | stop | status | logs
 #   deploy/flink.sh kill-tm     SIGKILL this cluster's TaskManager(s) (failure drills, tests)
-#   deploy/flink.sh start-tm    start one more TaskManager and wait until it registered: a standalone
-#                               cluster never replaces a lost TaskManager by itself
+#   deploy/flink.sh start-tm    start TaskManagers up to PE_TASKMANAGERS (at least one) and wait until
+#                               they registered: a standalone cluster never replaces a lost one by itself
 set -euo pipefail
 LOG_TAG=flink
 # shellcheck source=deploy/lib.sh
@@ -115,23 +115,30 @@ kill_tm() {
     log "killed TaskManager pid(s) ${pids[*]}"
 }
 
+# Starts TaskManagers until PE_TASKMANAGERS are alive (at least one): after kill-tm, the cluster's
+# slots again.
 start_tm() {
-    local before deadline
+    local before deadline live missing i
     [[ -d "$FLINK_CONF_DIR" ]] || die "the cluster was never started here: deploy/flink.sh start"
     before="$(tm_ids)" || die "the JobManager does not answer at $PE_FLINK_REST_URL"
-    launch_tm
+    live="$(tm_pids | wc -l)"
+    missing=$((PE_TASKMANAGERS - live))
+    ((missing >= 1)) || missing=1
+    for ((i = 0; i < missing; i++)); do
+        launch_tm
+    done
     deadline=$((SECONDS + 120))
     # registered = an id the JobManager did not list before (a dead TaskManager may still be listed
     # until its heartbeat times out)
-    until comm -13 <(sort <<<"$before") <(tm_ids | sort) | grep -q .; do
+    until (($(comm -13 <(sort <<<"$before") <(tm_ids | sort) | grep -c .) >= missing)); do
         if ((SECONDS > deadline)); then
-            log "ERROR: the new TaskManager did not register within 120 s"
+            log "ERROR: $missing new TaskManager(s) did not register within 120 s"
             for f in "$FLINK_LOG_DIR"/*taskexecutor*.log; do log_tail "$f" 30; done
             return 1
         fi
         sleep 0.5
     done
-    log "TaskManager registered"
+    log "$missing TaskManager(s) registered"
 }
 
 start() {
@@ -148,12 +155,15 @@ start() {
     fi
     check_metrics_port
     render
-    log "starting JobManager + TaskManager (FLINK_HOME=$FLINK_HOME)"
-    # start-cluster.sh would ssh to the workers; start both daemons directly instead.
+    log "starting JobManager + $PE_TASKMANAGERS TaskManager(s) x $PE_TASKMANAGER_SLOTS slot(s) (FLINK_HOME=$FLINK_HOME)"
+    # start-cluster.sh would ssh to the workers; start the daemons directly instead.
     "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
-    launch_tm
+    local i
+    for ((i = 0; i < PE_TASKMANAGERS; i++)); do
+        launch_tm
+    done
     local deadline=$((SECONDS + 120))
-    until healthy; do
+    until healthy && (($(tm_ids | wc -l) >= PE_TASKMANAGERS)); do
         if ((SECONDS > deadline)); then
             log "ERROR: Flink did not become healthy at $PE_FLINK_REST_URL within 120 s"
             for f in "$FLINK_LOG_DIR"/*.log; do log_tail "$f" 30; done

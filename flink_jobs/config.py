@@ -109,6 +109,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     # Flink's own bounds of pipeline.max-parallelism
     "max_parallelism": (1, 32_768),
     "taskmanager_slots": (1, 1024),
+    "taskmanagers": (1, 8),  # each takes one of the 8 metrics ports after metrics_port
     "metrics_port": (1, 65_535 - 8),
     "prometheus_port": PORT,
     "schema_registry_port": PORT,
@@ -192,7 +193,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     )),
     "model": ("model", ("model_path", "segments_path", "onnx_provider", "emit_features")),
     "stack": ("local stack (deploy/*.sh)", (
-        "kafka_controller_port", "cassandra_storage_port", "cassandra_heap_mb", "taskmanager_slots",
+        "kafka_controller_port", "cassandra_storage_port", "cassandra_heap_mb", "taskmanagers", "taskmanager_slots",
         "metrics_port", "prometheus_port",
     )),
     "paths": ("paths", ("run_dir", "data_dir")),
@@ -316,7 +317,10 @@ class Config:
         "cannot be restored with another value",
         default=128,
     )
-    taskmanager_slots: int = _doc("task slots of the local TaskManager", default=2)
+    # thread-mode Python runs in the TaskManager's JVM, and all Python operators of one process share
+    # one GIL: a second slot in the same TaskManager adds no Python throughput (docs/OPERATIONS.md)
+    taskmanagers: int = _doc("TaskManager processes of the local stack (one GIL each)", default=2)
+    taskmanager_slots: int = _doc("task slots per local TaskManager", default=1)
     metrics_port: int = _doc(
         "Flink Prometheus reporter of the local stack: the JobManager serves /metrics on this port, "
         "TaskManagers on the next 8. It binds every interface: a second stack needs other ports",
