@@ -243,6 +243,9 @@ def flink_problems(doc: dict[str, Any], cms: dict[str, dict[str, str]], known_se
     cpu = (spec.get("taskManager") or {}).get("resource", {}).get("cpu", 0)
     if cpu < slots:
         p.append(f"taskManager cpu {cpu} < {slots} slots: each Python operator needs its core")
+    if conf.get("python.execution-mode") == "thread" and slots != 1:
+        p.append(f"{slots} slots per TaskManager: thread-mode Python operators of one process share one GIL, "
+                 "so a second slot adds no Python throughput (docs/OPERATIONS.md); use 1 slot, more TaskManagers")
 
     # GPU variant: GPUs on the TaskManagers and the CUDA provider where the job is built
     tm = main_container((spec.get("taskManager") or {}).get("podTemplate"))
