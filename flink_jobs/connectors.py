@@ -126,7 +126,8 @@ def batch(j_valid: Any, cfg: Config, controls: Sequence[DataStream] = ()) -> Key
     jvm/.../ControlFanout."""
     j_batches = _micro_batches(j_valid, cfg, "micro-batch")
     if controls:
-        j_batches = j_batches.union(control_fanout(controls, cfg))
+        # py4j cannot call Java's varargs union: go through PyFlink's wrapper
+        j_batches = DataStream(j_batches).union(DataStream(control_fanout(controls, cfg)))._j_data_stream
     return _key_by_field0(j_batches, BATCH_TYPE)
 
 
