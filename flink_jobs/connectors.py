@@ -131,8 +131,8 @@ def batch(j_valid: Any, cfg: Config, controls: Sequence[DataStream] = ()) -> Key
     return _key_by_field0(j_batches, BATCH_TYPE)
 
 
-def _micro_batches(j_keyed: Any, cfg: Config, uid: str) -> Any:
-    batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms)
+def _micro_batches(j_keyed: Any, cfg: Config, uid: str, metric_group: str = "profile_engine") -> Any:
+    batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms, metric_group)
     j_batches = j_keyed.transform(uid, _glue().MicroBatcher.batchType(), batcher)
     # stateless (flushes before every barrier); a uid keeps savepoints mappable
     return j_batches.uid(uid)
@@ -146,7 +146,7 @@ def popularity_batches(j_valid: Any, cfg: Config) -> KeyedStream:
     keys = glue.CategoryKeys(names.index("item_id"), names.index("category_id"))
     keyed_type = glue.SplitInvalid.keyedEventType(schemas.avro_text(schemas.EVENT))
     j_keyed = j_valid.flatMap(keys, keyed_type).name("category keys").uid("category-keys")
-    return _key_by_field0(_micro_batches(j_keyed, cfg, "popularity-micro-batch"), BATCH_TYPE)
+    return _key_by_field0(_micro_batches(j_keyed, cfg, "popularity-micro-batch", "popularity"), BATCH_TYPE)
 
 
 def control_fanout(controls: Sequence[DataStream], cfg: Config) -> Any:

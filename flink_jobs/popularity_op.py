@@ -47,10 +47,10 @@ class PopularityFunction(KeyedProcessFunction):
                                 popularity.encode_window)
         # restored windows: re-sent at the first commit (see the module comment)
         self.changed: set[str] = {str(k) for k in access.keys(POPULARITY_STATE)}
-        group = runtime_context.get_metrics_group().add_group("profile_engine")
-        self.m_events = group.counter("popularity_events")
-        self.m_tops = group.counter("popularity_tops_sent")
-        self.m_cpu_us = group.counter("popularity_cpu_micros")
+        group = runtime_context.get_metrics_group().add_group("popularity")
+        self.m_events = group.counter("events_counted")
+        self.m_tops = group.counter("tops_sent")
+        self.m_cpu_us = group.counter("python_cpu_micros")
         log.info("popularity stage: %d categories restored", len(self.changed))
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:

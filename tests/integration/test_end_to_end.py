@@ -205,8 +205,14 @@ def test_metrics_readable_through_the_rest_api(isolated_cfg, running_job, outcom
     assert 1 <= got["batch_size_mean"] <= isolated_cfg.batch_max_events
     assert got["python_batches"] == got["batches"] >= 1  # one Python call per batch (markers not counted)
     assert got["python_batch_micros"] > 0 and got["state_flushes"] >= 1
-    # every prediction row and, once per checkpoint, every changed profile row
-    assert got["cassandra_rows"] == len(o["events"]) + got["profiles_flushed"]
+    # every prediction row and, once per checkpoint, every changed profile row and its recommendations
+    assert got["recommendations_written"] == got["profiles_flushed"]
+    assert got["cassandra_rows"] == len(o["events"]) + 2 * got["profiles_flushed"]
+    pop = submit.job_metrics(isolated_cfg, running_job, group="popularity")
+    # each event with an item and a category counts twice: its category and the all-categories list
+    assert pop["events_counted"] == 2 * sum(1 for e in o["events"] if e.item_id and e.category_id) \
+        + 2 * sum(1 for e in o["duplicates"] + o["late"] if e.item_id and e.category_id)
+    assert pop["batched_events"] == pop["events_counted"] and pop["tops_sent"] >= 1
     # grouped by replica set (one local node: any rows may share a request), never more requests than rows
     assert 1 <= got["cassandra_writes"] < got["cassandra_rows"]
     assert len({e.user_id for e in o["events"]}) <= got["profiles_flushed"] <= len(o["events"])

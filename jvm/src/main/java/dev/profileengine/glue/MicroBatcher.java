@@ -44,6 +44,7 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
   private static final long serialVersionUID = 1L;
   private final int maxEvents;
   private final long maxDelayMs;
+  private final String metricGroup;
 
   private transient int parallelism;
   private transient int maxParallelism;
@@ -56,11 +57,20 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
   private transient Histogram batchSize;
 
   public MicroBatcher(int maxEvents, long maxDelayMs) {
+    this(maxEvents, maxDelayMs, "profile_engine");
+  }
+
+  /**
+   * @param metricGroup group of this batcher's counters: a second batcher in the job (the
+   *     popularity stage's) must not add to the profile batcher's figures
+   */
+  public MicroBatcher(int maxEvents, long maxDelayMs, String metricGroup) {
     if (maxEvents < 1 || maxDelayMs < 1) {
       throw new IllegalArgumentException("maxEvents and maxDelayMs must be positive");
     }
     this.maxEvents = maxEvents;
     this.maxDelayMs = maxDelayMs;
+    this.metricGroup = metricGroup;
   }
 
   /** Type of the output: Row(f0 = route key, f1 = Row(payload)), the shape PyFlink keys by. */
@@ -85,7 +95,7 @@ public class MicroBatcher extends AbstractStreamOperator<Row>
     for (int i = 0; i < parallelism; i++) {
       payloads[i] = new StringBuilder(4096);
     }
-    MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("profile_engine");
+    MetricGroup group = getRuntimeContext().getMetricGroup().addGroup(metricGroup);
     batches = group.counter("batches");
     events = group.counter("batched_events");
     batchSize = group.histogram("batch_size", new DescriptiveStatisticsHistogram(1000));
