@@ -5,7 +5,6 @@ All profile, feature and scoring logic lives in udfs/; all I/O (Kafka, Cassandra
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -19,13 +18,12 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
+from flink_jobs.model_control import SHADOW_TAG, ModelControl, registry_state_descriptor
 from flink_jobs.types import row_type, write_request_type
 from udfs import cassandra_rows, schemas
 from udfs.engine import ProfileRow, merge_pending, process_batch
-from udfs.prediction import score_batch
 from udfs.profile import Event, Profile, decode_profile, encode_profile
-from udfs.scorer import OnnxScorer  # noqa: I001 - see below
-from udfs.segmenter import OnnxSegmenter
+from udfs.scorer import OnnxScorer  # noqa: I001, F401 - see below
 
 # onnxruntime is imported with this module, i.e. before any operator opens: importing its C
 # extension inside open(), after other native libraries started threads in the same embedded
@@ -182,9 +180,11 @@ class ProfileFunction(KeyedProcessFunction):
 
     A batch goes through udfs.engine.process_batch: predictions on the main output (one per applied
     event; the JVM derives their Cassandra rows), late events and duplicates on side outputs,
-    erasures on CASSANDRA_TAG for the JVM sink. A commit marker writes the changed profiles to keyed state and
-    their Cassandra rows: once per user and checkpoint, before the barrier that follows the marker,
-    so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
+    erasures on CASSANDRA_TAG for the JVM sink, shadow scores on SHADOW_TAG while a shadow model is
+    set. Records of the models topic (flink_jobs/model_control.py) swap the models between batches.
+    A commit marker writes the changed profiles to keyed state and their Cassandra rows: once per
+    user and checkpoint, before the barrier that follows the marker, so the checkpoint holds them
+    and the Cassandra sink flushes them before it completes."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -192,16 +192,16 @@ class ProfileFunction(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         cfg = self.cfg
         self.settings = cfg.profile_settings()
-        self.scorer = OnnxScorer(str(cfg.model_file), provider=cfg.onnx_provider)
-        self.segmenter = OnnxSegmenter(str(cfg.segments_file), provider=cfg.onnx_provider)
-        self.score = functools.partial(score_batch, self.scorer, self.segmenter)
         state = runtime_context.get_state(profile_state_descriptor(cfg))
         self.store = KeyedProfileStore(keyed_state_access(runtime_context, state, cfg.max_parallelism),
                                        cfg.profile_cache_users)
         self.pending: dict[str, ProfileRow] = {}
-        # kind -> handler(body) of the control records sent through connectors.control_fanout
-        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {}
         group = runtime_context.get_metrics_group().add_group("profile_engine")
+        # the models: the files, or the ones the checkpointed model registry says (read here, in open())
+        registry = runtime_context.get_state(registry_state_descriptor())
+        self.models = ModelControl(cfg, keyed_state_access(runtime_context, registry, cfg.max_parallelism), group)
+        # kind -> handler(body) of the control records sent through connectors.control_fanout
+        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {"model": self.models.handle}
         self.m_events = group.counter("events_applied")
         self.m_late = group.counter("events_late")
         self.m_duplicates = group.counter("events_duplicate")
@@ -217,9 +217,10 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_flush_us = group.counter("state_flush_micros")
         self.m_flushed = group.counter("profiles_flushed")
         self.m_state_reads = group.counter("state_reads")
-        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
-        log.info("profile operator: %s and %s on %s", self.scorer.model_version, self.segmenter.model_version,
-                 self.scorer.provider)
+        live = self.models.live
+        group.counter("onnx_provider_cuda").inc(int(live.scorer.provider.startswith("CUDA")))
+        log.info("profile operator: %s and %s on %s", live.scorer.model_version, live.segmenter.model_version,
+                 live.scorer.provider)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         payload: str = value[0]
@@ -230,8 +231,9 @@ class ProfileFunction(KeyedProcessFunction):
         reads0 = self.store.state_reads
         events = [Event(*fields) for fields in json.loads(payload)]
         self.store.prefetch(ev.user_id for ev in events)
-        r = process_batch(events, self.store, self.score, self.settings, int(time.time() * 1000),
-                          self.cfg.emit_features)
+        live = self.models.live  # its score/shadow change only between batches (ModelControl.handle)
+        r = process_batch(events, self.store, live.score, self.settings, int(time.time() * 1000),
+                          self.cfg.emit_features, live.shadow)
         merge_pending(self.pending, r)
         for ev in r.duplicates:
             yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
@@ -239,6 +241,8 @@ class ProfileFunction(KeyedProcessFunction):
             yield LATE_TAG, Row(*ev)
         for user, ts in r.erasures:
             yield CASSANDRA_TAG, Row(*cassandra_rows.erase_request(user, ts))
+        for values in r.shadow:
+            yield SHADOW_TAG, Row(*values)
         for values in r.predictions:
             yield Row(*values)
         self.m_events.inc(len(r.predictions))

@@ -10,13 +10,17 @@ Operator chain (JVM parts in [brackets], Python in (parens))::
         |  valid (user_id, event)                               ^ union (duplicates)       uid sink-dlq
     [micro-batch: one JSON batch per profile subtask; flushed   |              uid micro-batch
      at size, after a delay, before watermarks and barriers]     |
-        |  keyBy(route key)                                     |
+        |  keyBy(route key)  <-- union --  [control fan-out: one copy per profile subtask]  uid control-fanout
+        |                                   ^ parallelism 1
+        |                  [KafkaSource models: compacted, 1 partition, base64 rows]  uid source-models
     (profile: udfs.engine.process_batch per batch; keyed state  |              uid profile
      one entry per user (key groups: rescalable); changed        |
-     profiles written once per checkpoint)  --duplicates--------+
+     profiles written once per checkpoint; model records swap   |
+     the models between batches)  --duplicates------------------+
         |   --late events-->  [KafkaSink user-events-late]                     uid sink-late
         |   --Cassandra writes--> [Cassandra sink: async, idempotent,          uid sink-cassandra
         |                          flushed before every checkpoint completes]
+        |   --shadow scores (a shadow model set)--> [KafkaSink model-shadow-scores]  uid sink-shadow-scores
     [KafkaSink user-predictions: Avro, exactly-once or at-least-once]          uid sink-predictions
 
 Submit with ``flink run -py flink_jobs/profile_job.py [config flags]`` (see ``--help``); every flag
@@ -43,6 +47,7 @@ from pyflink.datastream.connectors import Sink
 
 from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
+from flink_jobs.model_control import SHADOW_TAG
 from flink_jobs.operators import CASSANDRA_TAG, DUPLICATE_TAG, LATE_TAG, ProfileFunction
 from flink_jobs.types import prediction_type
 from udfs import schemas
@@ -57,6 +62,7 @@ class Sinks:
     dead_letters: Sink
     late: Sink
     cassandra: Sink
+    shadow_scores: Sink
 
 
 def build(
@@ -64,10 +70,12 @@ def build(
     source: Callable[[StreamExecutionEnvironment], DataStream],
     sinks: Sinks,
     cfg: Config,
+    models: Callable[[StreamExecutionEnvironment, Config], DataStream] = connectors.model_source,
 ) -> DataStream:
-    """Wire the pipeline; returns the prediction stream."""
+    """Wire the pipeline; returns the prediction stream. ``models``: the stream of model records
+    (control rows, see connectors.model_source) that every profile subtask applies."""
     raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
-    batches, dead, _valid = connectors.split_and_batch(raw, cfg)
+    batches, dead, _valid = connectors.split_and_batch(raw, cfg, controls=[models(env, cfg)])
     predictions = batches.process(ProfileFunction(cfg), output_type=prediction_type()).name("profile").uid("profile")
     dead.union(predictions.get_side_output(DUPLICATE_TAG)).sink_to(sinks.dead_letters).name(
         "kafka: " + cfg.topic_dlq
@@ -78,6 +86,10 @@ def build(
         sinks.cassandra
     ).name("cassandra").uid("sink-cassandra")
     predictions.sink_to(sinks.predictions).name("kafka: " + cfg.topic_predictions).uid("sink-predictions")
+    # only while a shadow model is set: its score next to the active one's, never in the predictions
+    predictions.get_side_output(SHADOW_TAG).sink_to(sinks.shadow_scores).name(
+        "kafka: " + cfg.topic_shadow_scores
+    ).uid("sink-shadow-scores")
     return predictions
 
 
@@ -128,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         dead_letters=connectors.avro_kafka_sink(cfg, cfg.topic_dlq, schemas.DEAD_LETTER, "source_topic", exactly_once),
         late=connectors.avro_kafka_sink(cfg, cfg.topic_late, schemas.EVENT, "user_id", exactly_once),
         cassandra=connectors.cassandra_sink(cfg),
+        shadow_scores=connectors.avro_kafka_sink(cfg, cfg.topic_shadow_scores, schemas.SHADOW_SCORE, "user_id",
+                                                 exactly_once),
     )
     build(env, lambda e: connectors.event_source(e, cfg), sinks, cfg)
     env.execute(JOB_NAME)  # with `flink run -d` this returns once the job is submitted
