@@ -147,8 +147,8 @@ def split_and_batch(
     batcher = _glue().MicroBatcher(cfg.batch_max_events, cfg.batch_max_delay_ms)
     j_batches = j_valid.transform("micro-batch", _glue().MicroBatcher.batchType(), batcher)
     j_batches.uid("micro-batch")  # stateless (flushes before every barrier); a uid keeps savepoints mappable
-    if controls:
-        j_batches = j_batches.union(control_fanout(controls, cfg))
+    if controls:  # pyflink's union builds the Java array py4j needs for DataStream.union(varargs)
+        j_batches = DataStream(j_batches).union(DataStream(control_fanout(controls, cfg)))._j_data_stream
     return _key_by_field0(j_batches, BATCH_TYPE), dead, j_valid
 
 
