@@ -168,6 +168,7 @@ def test_invalid_models_are_rejected_and_a_shadow_scores_every_event_while_set(t
     shadow = package(9, role="shadow")
     with isolated() as cfg:
         old = OnnxScorer(str(cfg.model_file), provider="cpu").model_version
+        logged_before = drills.tm_log_lines(cfg, "model REJECTED")
         with job(cfg) as job_id:
             tap, shadow_tap = drills.Tap(cfg, cfg.topic_predictions), drills.Tap(cfg, cfg.topic_shadow_scores)
             try:
@@ -196,6 +197,8 @@ def test_invalid_models_are_rejected_and_a_shadow_scores_every_event_while_set(t
         print(f"\n[invalid] models_rejected {rejected:.0f}; predictions {len(preds)}, all by "
               f"{set(p['model_version'] for p in preds)}; shadow rows {len(shadow_rows)} for {len(b)} events")
         assert history == [] and metrics["models_rejected"] == 2 and metrics["model_swaps"] == 2
+        logged = drills.tm_log_lines(cfg, "model REJECTED") - logged_before
+        assert logged == 2, f"{logged} 'model REJECTED' lines in the TaskManager log, expected one per bad model"
         assert {p["model_version"] for p in preds} == {old}  # rejected models never scored
         expected = drills.offline(cfg, events)
         drills.assert_exact(cfg, expected, preds)
