@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,22 +112,29 @@ def check_versions(cfg: Config, events: Sequence[Event], preds: list[dict[str, A
     return expected
 
 
+def trickle(cfg: Config, events: Sequence[Event], chunk: int = 250, pause_s: float = 0.25) -> None:
+    for i in range(0, len(events), chunk):
+        replay.publish(cfg, events[i:i + chunk], progress=False)
+        time.sleep(pause_s)
+
+
 # --- (a) a swap mid-stream ------------------------------------------------------------------------
 
 
 def test_swap_mid_stream_scores_every_event_once_and_switches_once_per_subtask(taobao, tmp_path):
     events, new = taobao, package(7)
-    half = len(events) // 2
     with isolated(parallelism=2) as cfg:
         old = OnnxScorer(str(cfg.model_file), provider="cpu").model_version
         with job(cfg) as job_id:
             tap = drills.Tap(cfg, cfg.topic_predictions)
+            # events keep arriving in small chunks while the model record is sent: a swap in mid-flow
+            feeder = threading.Thread(target=trickle, args=(cfg, events), daemon=True)
             try:
-                replay.publish(cfg, events[:half], progress=False)
-                tap.wait(half // 2, timeout_s=600, what="before the swap")
-                print(f"\n[swap] {tap.count} predictions, publishing {new.version}: "
+                feeder.start()
+                tap.wait(len(events) // 4, timeout_s=600, what="before the swap")
+                print(f"\n[swap] {tap.count} predictions committed, publishing {new.version}: "
                       f"{publish_model.send(cfg, 'active', new)}")
-                replay.publish(cfg, events[half:], progress=False)
+                feeder.join(600)
                 tap.wait(len(events), timeout_s=900, what="after the swap")
                 swaps = wait_metric(cfg, job_id, "model_swaps", cfg.parallelism)
                 metrics = submit.job_metrics(cfg, job_id)
