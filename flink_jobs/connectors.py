@@ -84,6 +84,30 @@ def event_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
     return env.from_source(builder.build(), watermarks, "kafka: " + cfg.topic_events).uid("source-user-events")
 
 
+def model_source(env: StreamExecutionEnvironment, cfg: Config) -> DataStream:
+    """Records of the compacted models topic as control rows (jvm/.../ControlRecordDeserializer):
+    Row(payload) = {"model": {"key", "value" (base64), "offset"}}. One partition, parallelism 1, no
+    watermarks (they carry no event time). First start: from the earliest retained record (the
+    compacted topic holds the latest package per role); a restore resumes from the checkpointed
+    offset, and the checkpointed model registry holds what the records before it did."""
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(cfg.kafka_bootstrap)
+        .set_topics(cfg.topic_models)
+        # only to show the job's progress on the topic in Kafka's tools: offsets come from checkpoints
+        .set_group_id(f"{cfg.consumer_group}-models")
+    )
+    for key, value in kafka_java_properties(cfg).items():  # the same TLS/SASL as the events source
+        builder = builder.set_property(key, value)
+    jvm = get_gateway().jvm  # built in Java, as event_source (pyflink's wrapper names shaded classes)
+    builder._j_builder.setStartingOffsets(
+        jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer.earliest()
+    )
+    builder._j_builder.setDeserializer(_glue().ControlRecordDeserializer("model"))
+    stream = env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "kafka: " + cfg.topic_models)
+    return stream.uid("source-models").set_parallelism(1)
+
+
 def split(raw: DataStream) -> tuple[Any, DataStream]:
     """(Java stream of valid (user_id, event) rows, rejected records as rows of dead_letter.avsc)."""
     glue = _glue()

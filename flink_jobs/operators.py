@@ -5,7 +5,6 @@ All profile, feature and scoring logic lives in udfs/; all I/O (Kafka, Cassandra
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -19,13 +18,12 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
 from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess, from_state, to_state  # noqa: F401
+from flink_jobs.model_control import SHADOW_TAG, ModelControl, registry_state_descriptor
 from flink_jobs.types import row_type, write_request_type
 from udfs import cassandra_rows, popularity, recommend, schemas
 from udfs.engine import ProfileRow, merge_pending, process_batch
-from udfs.prediction import score_batch
 from udfs.profile import Event
-from udfs.scorer import OnnxScorer  # noqa: I001 - see below
-from udfs.segmenter import OnnxSegmenter
+from udfs.scorer import OnnxScorer  # noqa: I001, F401 - see below
 
 # onnxruntime is imported with this module, i.e. before any operator opens: importing its C
 # extension inside open(), after other native libraries started threads in the same embedded
@@ -86,10 +84,12 @@ class ProfileFunction(KeyedProcessFunction):
 
     A batch goes through udfs.engine.process_batch: predictions on the main output (one JSON array
     per batch, one row per applied event; the JVM splits it and derives the Cassandra rows), late
-    events and duplicates on side outputs, erasures on CASSANDRA_TAG for the JVM sink. A commit
-    marker writes the changed profiles to keyed state, and their Cassandra rows and recommendation
-    lists: once per user and checkpoint, before the barrier that follows the marker, so the
-    checkpoint holds them and the Cassandra sink flushes them before it completes."""
+    events and duplicates on side outputs, erasures on CASSANDRA_TAG for the JVM sink, shadow scores
+    on SHADOW_TAG while a shadow model is set. Control records swap the models (the models topic,
+    flink_jobs/model_control.py) or update "popular now" (flink_jobs/popularity_op.py) between
+    batches. A commit marker writes the changed profiles to keyed state, and their Cassandra rows
+    and recommendation lists: once per user and checkpoint, before the barrier that follows the
+    marker, so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -97,21 +97,22 @@ class ProfileFunction(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         cfg = self.cfg
         self.settings = cfg.profile_settings()
-        self.scorer = OnnxScorer(str(cfg.model_file), provider=cfg.onnx_provider)
-        self.segmenter = OnnxSegmenter(str(cfg.segments_file), provider=cfg.onnx_provider)
-        self.score = functools.partial(score_batch, self.scorer, self.segmenter)
         state = runtime_context.get_state(profile_state_descriptor(cfg))
         self.store = KeyedProfileStore(keyed_state_access(runtime_context, state, cfg.max_parallelism),
                                        cfg.profile_cache_users)
         self.pending: dict[str, ProfileRow] = {}
-        # kind -> handler(body) of the control records sent through connectors.control_fanout
-        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {"popularity": self._popularity}
         # "popular now" per category (flink_jobs/popularity_op.py): memory only, bounded by
         # popular_max_categories; the popularity stage re-sends what it holds after a restore
         self.popular: popularity.Snapshot = {}
         self.pop_settings = cfg.popularity_settings()
         self.rec_settings = cfg.recommend_settings()
         group = runtime_context.get_metrics_group().add_group("profile_engine")
+        # the models: the files, or the ones the checkpointed model registry says (read here, in open())
+        registry = runtime_context.get_state(registry_state_descriptor())
+        self.models = ModelControl(cfg, keyed_state_access(runtime_context, registry, cfg.max_parallelism), group)
+        # kind -> handler(body) of the control records sent through connectors.control_fanout
+        self.controls: dict[str, Callable[[Any], Iterable[Any]]] = {"model": self.models.handle,
+                                                                     "popularity": self._popularity}
         self.m_events = group.counter("events_applied")
         self.m_late = group.counter("events_late")
         self.m_duplicates = group.counter("events_duplicate")
@@ -129,9 +130,10 @@ class ProfileFunction(KeyedProcessFunction):
         self.m_state_reads = group.counter("state_reads")
         self.m_recommendations = group.counter("recommendations_written")
         self.m_popular_updates = group.counter("popularity_tops_received")
-        group.counter("onnx_provider_cuda").inc(int(self.scorer.provider.startswith("CUDA")))
-        log.info("profile operator: %s and %s on %s", self.scorer.model_version, self.segmenter.model_version,
-                 self.scorer.provider)
+        live = self.models.live
+        group.counter("onnx_provider_cuda").inc(int(live.scorer.provider.startswith("CUDA")))
+        log.info("profile operator: %s and %s on %s", live.scorer.model_version, live.segmenter.model_version,
+                 live.scorer.provider)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         payload: str = value[0]
@@ -142,8 +144,9 @@ class ProfileFunction(KeyedProcessFunction):
         reads0 = self.store.state_reads
         events = [Event(*fields) for fields in json.loads(payload)]
         self.store.prefetch(ev.user_id for ev in events)
-        r = process_batch(events, self.store, self.score, self.settings, int(time.time() * 1000),
-                          self.cfg.emit_features)
+        live = self.models.live  # its score/shadow change only between batches (ModelControl.handle)
+        r = process_batch(events, self.store, live.score, self.settings, int(time.time() * 1000),
+                          self.cfg.emit_features, live.shadow)
         merge_pending(self.pending, r)
         for ev in r.duplicates:
             yield DUPLICATE_TAG, duplicate_row(ev, self.cfg.topic_events)
@@ -151,6 +154,8 @@ class ProfileFunction(KeyedProcessFunction):
             yield LATE_TAG, Row(*ev)
         for user, ts in r.erasures:
             yield CASSANDRA_TAG, Row(*cassandra_rows.erase_request(user, ts))
+        for values in r.shadow:
+            yield SHADOW_TAG, Row(*values)
         if r.predictions:  # one string per batch: jvm/.../PredictionRows splits it into typed rows
             yield Row(json.dumps(r.predictions, separators=(",", ":")))
         self.m_events.inc(len(r.predictions))

@@ -11,16 +11,20 @@ Operator chain (JVM parts in [brackets], Python in (parens))::
     [micro-batch: one JSON batch per profile subtask; flushed   |              uid micro-batch
      at size, after a delay, before watermarks and barriers]     |
         |   + [category keys -> micro-batch] -> (popularity: "popular now" uids category-keys,
-        |     per category, keyed state) -> [control fan-out: one copy     popularity-micro-batch,
-        |     per profile subtask, from one sender]                       popularity, control-fanout
-        |  keyBy(route key)                                     |
+        |     per category, keyed state) --+                               popularity-micro-batch, popularity
+        |   [KafkaSource models: compacted, 1 partition] --+               uid source-models
+        |                                                  v
+        |  keyBy(route key) <-- union -- [control fan-out: one copy per profile subtask,
+        |                                 parallelism 1]                   uid control-fanout
     (profile: udfs.engine.process_batch per batch; keyed state  |              uid profile
      one entry per user (key groups: rescalable); changed        |
      profiles and recommendation lists written once per          |
-     checkpoint)  --duplicates-----------------------------------+
+     checkpoint; model records swap the models between batches)  |
+     --duplicates------------------------------------------------+
         |   --late events-->  [KafkaSink user-events-late]                     uid sink-late
         |   --Cassandra writes--> [Cassandra sink: async, idempotent,          uid sink-cassandra
         |                          flushed before every checkpoint completes]
+        |   --shadow scores (a shadow model set)--> [KafkaSink model-shadow-scores]  uid sink-shadow-scores
     [KafkaSink user-predictions: Avro, exactly-once or at-least-once]          uid sink-predictions
 
 Submit with ``flink run -py flink_jobs/profile_job.py [config flags]`` (see ``--help``); every flag
@@ -47,6 +51,7 @@ from pyflink.datastream.connectors import Sink
 
 from flink_jobs import connectors, state_guard
 from flink_jobs.config import Config
+from flink_jobs.model_control import SHADOW_TAG
 from flink_jobs.operators import CASSANDRA_TAG, DUPLICATE_TAG, LATE_TAG, ProfileFunction
 from flink_jobs.popularity_op import PopularityFunction
 from udfs import schemas
@@ -61,6 +66,7 @@ class Sinks:
     dead_letters: Sink
     late: Sink
     cassandra: Sink
+    shadow_scores: Sink
 
 
 def build(
@@ -68,11 +74,13 @@ def build(
     source: Callable[[StreamExecutionEnvironment], DataStream],
     sinks: Sinks,
     cfg: Config,
+    models: Callable[[StreamExecutionEnvironment, Config], DataStream] = connectors.model_source,
 ) -> DataStream:
-    """Wire the pipeline; returns the prediction stream."""
+    """Wire the pipeline; returns the prediction stream. ``models``: the stream of model records
+    (control rows, see connectors.model_source) that every profile subtask applies."""
     raw = state_guard.guard(source(env), cfg)  # fails a restore of incompatible state
     j_valid, dead = connectors.split(raw)
-    controls = []
+    controls = [models(env, cfg)]
     if cfg.recommendations:  # "popular now" per category, sent to every profile subtask
         controls.append(connectors.popularity_batches(j_valid, cfg).process(
             PopularityFunction(cfg), output_type=connectors.BATCH_TYPE).name("popularity").uid("popularity"))
@@ -88,6 +96,10 @@ def build(
         sinks.cassandra
     ).name("cassandra").uid("sink-cassandra")
     predictions.sink_to(sinks.predictions).name("kafka: " + cfg.topic_predictions).uid("sink-predictions")
+    # only while a shadow model is set: its score next to the active one's, never in the predictions
+    profiles.get_side_output(SHADOW_TAG).sink_to(sinks.shadow_scores).name(
+        "kafka: " + cfg.topic_shadow_scores
+    ).uid("sink-shadow-scores")
     return predictions
 
 
@@ -138,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         dead_letters=connectors.avro_kafka_sink(cfg, cfg.topic_dlq, schemas.DEAD_LETTER, "source_topic", exactly_once),
         late=connectors.avro_kafka_sink(cfg, cfg.topic_late, schemas.EVENT, "user_id", exactly_once),
         cassandra=connectors.cassandra_sink(cfg),
+        shadow_scores=connectors.avro_kafka_sink(cfg, cfg.topic_shadow_scores, schemas.SHADOW_SCORE, "user_id",
+                                                 exactly_once),
     )
     build(env, lambda e: connectors.event_source(e, cfg), sinks, cfg)
     env.execute(JOB_NAME)  # with `flink run -d` this returns once the job is submitted

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 from udfs import features as feats
-from udfs.prediction import PREDICTION_FIELDS, Scores, prediction_row
+from udfs.prediction import PREDICTION_FIELDS, Scores, prediction_row, shadow_row
 from udfs.profile import Event, Outcome, Profile, erasure_timestamp, step
 from udfs.settings import ProfileSettings
 
 # Both models over a batch of feature vectors (udfs.prediction.score_batch with its models bound).
+# A shadow model is a Score too (udfs.prediction.score_only): only its score and version are used.
 Score = Callable[[Sequence[Sequence[float]]], list[Scores]]
 
 
@@ -75,6 +76,8 @@ class BatchResult:
     duplicates: list[Event] = field(default_factory=list)
     profiles: dict[str, ProfileRow] = field(default_factory=dict)  # touched users, latest row each
     erasures: list[tuple[str, int]] = field(default_factory=list)  # (user, tombstone write time µs)
+    # shadow_score.avsc rows, one per applied event, when a shadow model scored the batch too
+    shadow: list[list[Any]] = field(default_factory=list)
 
 
 def process_batch(
@@ -84,9 +87,12 @@ def process_batch(
     settings: ProfileSettings,
     scored_at: int,
     emit_features: bool = False,
+    shadow: Optional[Score] = None,
 ) -> BatchResult:
     """Step every event against ``store`` (which is updated), score the applied ones in one call and
-    shape the rows. ``scored_at``: epoch ms stamped on the predictions (the caller's clock)."""
+    shape the rows. ``scored_at``: epoch ms stamped on the predictions (the caller's clock).
+    ``shadow``: a second model that scores the same vectors; its scores go to ``BatchResult.shadow``
+    next to the active model's, never into the predictions."""
     out = BatchResult()
     applied: list[tuple[Event, list[float], dict[str, Any], int]] = []  # (event, vector, view, version)
     for ev in events:
@@ -109,7 +115,10 @@ def process_batch(
             applied.append((ev, vector, view, p.version))
     if not applied:
         return out
-    scores = score([a[1] for a in applied])
+    vectors = [a[1] for a in applied]
+    scores = score(vectors)
+    if shadow is not None:
+        out.shadow = [shadow_row(a[0], s, sh) for a, s, sh in zip(applied, scores, shadow(vectors), strict=True)]
     for (ev, vector, view, version), s in zip(applied, scores, strict=True):
         values = prediction_row(ev, s, view, scored_at, vector if emit_features else [])
         out.predictions.append(values)
@@ -130,15 +139,19 @@ def merge_pending(pending: dict[str, ProfileRow], result: BatchResult) -> None:
 def replay_batches(
     events: Sequence[Event], score: Score, settings: ProfileSettings, batch_size: int = 1000,
     store: Optional[ProfileStore] = None, scored_at: int = 0, emit_features: bool = False,
+    shadow: Optional[Score] = None, shadow_rows: Optional[list[list[Any]]] = None,
 ) -> tuple[list[Outcome], list[list[Any]], dict[str, ProfileRow], MemoryStore | ProfileStore]:
     """Offline replay through the engine: (outcome per event, predictions, final profile rows, store).
-    The final rows are the ones the job's profiles table ends with (erased users have none)."""
+    The final rows are the ones the job's profiles table ends with (erased users have none). With
+    ``shadow``, the shadow rows the job would log are appended to ``shadow_rows``."""
     store = store if store is not None else MemoryStore()
     outcomes: list[Outcome] = []
     predictions: list[list[Any]] = []
     pending: dict[str, ProfileRow] = {}
     for i in range(0, len(events), batch_size):
-        r = process_batch(events[i:i + batch_size], store, score, settings, scored_at, emit_features)
+        r = process_batch(events[i:i + batch_size], store, score, settings, scored_at, emit_features, shadow)
+        if shadow_rows is not None:
+            shadow_rows += r.shadow
         outcomes += r.outcomes
         predictions += r.predictions
         merge_pending(pending, r)

@@ -14,6 +14,7 @@ from udfs.scorer import OnnxScorer
 from udfs.segmenter import OnnxSegmenter
 
 PREDICTION_FIELDS = schemas.field_names(schemas.PREDICTION)
+SHADOW_FIELDS = schemas.field_names(schemas.SHADOW_SCORE)
 
 
 class Scores(NamedTuple):
@@ -41,6 +42,28 @@ def score_batch(scorer: OnnxScorer, segmenter: OnnxSegmenter, vectors: Sequence[
         out.append(Scores(float(score), scorer.model_version, seg, segmenter.name_of(seg), segmenter.model_version,
                           dec, decile))
     return out
+
+
+def score_only(scorer: OnnxScorer, vectors: Sequence[Sequence[float]]) -> list[Scores]:
+    """The propensity model alone (a shadow model: its segments are not compared, so none are run)."""
+    scores = scorer.score(np.asarray(vectors, dtype=np.float32))
+    decisions, deciles = scorer.decide(scores)
+    return [Scores(float(s), scorer.model_version, -1, "", "", dec, decile)
+            for s, dec, decile in zip(scores, decisions, deciles, strict=True)]
+
+
+def shadow_row(ev: Event, active: Scores, shadow: Scores) -> list[Any]:
+    """Values in the order of schemas/shadow_score.avsc: both models' scores of one applied event."""
+    row = {
+        "user_id": ev.user_id,
+        "event_id": ev.event_id,
+        "event_time": ev.event_time,
+        "active_version": active.model_version,
+        "active_score": active.score,
+        "shadow_version": shadow.model_version,
+        "shadow_score": shadow.score,
+    }
+    return [row[f] for f in SHADOW_FIELDS]
 
 
 def prediction_row(

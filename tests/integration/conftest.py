@@ -14,7 +14,7 @@ import pytest
 from flink_jobs import submit
 from flink_jobs.cassandra_store import create_schema
 from flink_jobs.config import Config
-from tools.kafka_io import admin, all_topics, create_topics
+from tools.kafka_io import admin, all_topics, create_model_topics, create_topics
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -38,6 +38,8 @@ def isolated(**overrides: object) -> Iterator[Config]:
         topic_predictions=f"it-{tag}-user-predictions",
         topic_dlq=f"it-{tag}-user-events-dlq",
         topic_late=f"it-{tag}-user-events-late",
+        topic_models=f"it-{tag}-models",
+        topic_shadow_scores=f"it-{tag}-shadow-scores",
         consumer_group=f"it-{tag}",
         cassandra_keyspace=f"it_{tag}",
         checkpoint_interval_ms=2000,
@@ -45,13 +47,15 @@ def isolated(**overrides: object) -> Iterator[Config]:
     values.update(overrides)
     cfg = Config.from_env(overrides=values)
     create_topics(cfg)
+    create_model_topics(cfg)  # the job reads its models topic: each test module gets its own
     create_schema(cfg)
     try:
         yield cfg
     finally:
         # wait for the deletion: an unawaited request can die with its client, leaking the topics
         client = admin(cfg)
-        for fut in client.delete_topics(all_topics(cfg), operation_timeout=30).values():
+        topics = [*all_topics(cfg), cfg.topic_models, cfg.topic_shadow_scores]
+        for fut in client.delete_topics(topics, operation_timeout=30).values():
             fut.result()
 
 

@@ -391,8 +391,12 @@ def test_kafka_cluster_replicates() -> None:
 def test_kafka_topics_cover_the_config() -> None:
     cfg = base_config()
     topics = {d["metadata"]["name"]: d["spec"] for _, d in of_kind("KafkaTopic")}
-    wanted = {cfg[k] for k in ("PE_TOPIC_EVENTS", "PE_TOPIC_PREDICTIONS", "PE_TOPIC_DLQ", "PE_TOPIC_LATE")}
+    wanted = {cfg[k] for k in ("PE_TOPIC_EVENTS", "PE_TOPIC_PREDICTIONS", "PE_TOPIC_DLQ", "PE_TOPIC_LATE",
+                               "PE_TOPIC_MODELS", "PE_TOPIC_SHADOW_SCORES")}
     assert wanted == set(topics)
+    models = topics[cfg["PE_TOPIC_MODELS"]]
+    assert models["partitions"] == 1 and models["config"]["cleanup.policy"] == "compact"
+    assert models["config"]["retention.ms"] == -1
     for name, spec in topics.items():
         assert spec["replicas"] >= 3, name
         assert 2 <= spec["config"]["min.insync.replicas"] < spec["replicas"], name

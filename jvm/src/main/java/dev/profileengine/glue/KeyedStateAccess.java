@@ -26,6 +26,9 @@ public final class KeyedStateAccess {
   private ValueState<Object> state;
   private int maxParallelism;
   private KeyGroupRange owned;
+  private String[] groupKeys;
+  /** Prefix of the per-key-group keys; never a user's key in the same state (a state of its own). */
+  static final String GROUP_KEY_PREFIX = "kg-";
 
   /**
    * For Python: pemja reaches only Flink's own classpath by name, so the operator loads this class
@@ -44,6 +47,7 @@ public final class KeyedStateAccess {
     this.state = (ValueState<Object>) state;
     this.maxParallelism = maxParallelism;
     this.owned = ((CheckpointableKeyedStateBackend<?>) backend).getKeyGroupRange();
+    this.groupKeys = null;
     return this;
   }
 
@@ -83,6 +87,55 @@ public final class KeyedStateAccess {
     try (Stream<Object> keys = backend.getKeys(stateName, VoidNamespace.INSTANCE)) {
       return keys.map(k -> ((Row) k).getField(0)).toArray();
     }
+  }
+
+   * Writes {@code value} under one key per key group this subtask owns ({@link UserKeys#groupKeys}):
+   * for a value every subtask holds the same copy of (the model registry), so that after a restore
+   * with any parallelism each subtask finds it in the key groups it then owns.
+   */
+  public void putAllGroups(Object value) throws Exception {
+    for (String key : groupKeys()) {
+      switchTo(key);
+      state.update(value);
+    }
+  }
+
+  /**
+   * The value {@link #putAllGroups} wrote, from the key groups this subtask owns; null if none
+   * holds one. Every copy must be the same (each subtask applied the same control records before
+   * the same barrier): copies that differ mean the state is not what this code wrote, and reading
+   * it fails loudly rather than pick one.
+   */
+  public Object getAnyGroup() throws Exception {
+    Object found = null;
+    int present = 0;
+    String[] keys = groupKeys();
+    for (String key : keys) {
+      switchTo(key);
+      Object v = state.value();
+      if (v == null) {
+        continue;
+      }
+      if (found != null && !found.equals(v)) {
+        throw new IllegalStateException("the per-key-group copies of this state differ between key groups of "
+            + owned + " (at key " + key + "): refusing to pick one");
+      }
+      found = v;
+      present++;
+    }
+    if (found != null && present != keys.length) {
+      throw new IllegalStateException("only " + present + " of the " + keys.length + " key groups of " + owned
+          + " hold a copy of the per-key-group state: it was not written by putAllGroups");
+    }
+    return found;
+  }
+
+  private String[] groupKeys() {
+    if (groupKeys == null) {
+      groupKeys = UserKeys.groupKeys(GROUP_KEY_PREFIX, maxParallelism, owned.getStartKeyGroup(),
+          owned.getEndKeyGroup());
+    }
+    return groupKeys;
   }
 
   public void clear(String user) {

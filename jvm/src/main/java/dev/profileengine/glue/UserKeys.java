@@ -58,4 +58,34 @@ public final class UserKeys {
     }
     return keys;
   }
+
+  /**
+   * For each key group of {@code range}, in order, the first string {@code prefix + n} (n = 0, 1,
+   * ...) whose key group it is: deterministic, so every subtask that owns a key group, before or
+   * after a rescale, computes the same key for it. For state that every subtask keeps one copy of
+   * (the active model): written under each owned group's key, it is found by whichever subtask owns
+   * any key group after a restore with another parallelism.
+   */
+  public static String[] groupKeys(String prefix, int maxParallelism, int firstGroup, int lastGroup) {
+    if (firstGroup < 0 || lastGroup >= maxParallelism || firstGroup > lastGroup) {
+      throw new IllegalArgumentException(
+          "key groups " + firstGroup + ".." + lastGroup + " outside 0.." + (maxParallelism - 1));
+    }
+    int wanted = lastGroup - firstGroup + 1;
+    String[] keys = new String[wanted];
+    int found = 0;
+    // about maxParallelism * ln(maxParallelism) candidates for a full range (coupon collector)
+    for (long n = 0; found < wanted && n < 64L * MAX_ROUTE_KEY_SEARCH; n++) {
+      String candidate = prefix + n;
+      int group = keyGroupOf(candidate, maxParallelism);
+      if (group >= firstGroup && group <= lastGroup && keys[group - firstGroup] == null) {
+        keys[group - firstGroup] = candidate;
+        found++;
+      }
+    }
+    if (found < wanted) {
+      throw new IllegalStateException("no key found for every key group " + firstGroup + ".." + lastGroup);
+    }
+    return keys;
+  }
 }

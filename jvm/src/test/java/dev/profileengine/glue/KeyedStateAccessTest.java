@@ -1,6 +1,8 @@
 package dev.profileengine.glue;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -11,11 +13,13 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.functions.KeySelector;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
 import org.apache.flink.runtime.state.KeyedStateBackend;
 import org.apache.flink.runtime.state.VoidNamespace;
 import org.apache.flink.runtime.state.VoidNamespaceSerializer;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.operators.KeyedProcessOperator;
+import org.apache.flink.streaming.util.AbstractStreamOperatorTestHarness;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -36,6 +40,17 @@ class KeyedStateAccessTest {
     KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = new KeyedOneInputStreamOperatorTestHarness<>(
         new KeyedProcessOperator<>(new Noop()), key, new RowTypeInfo(Types.STRING), MAX_PARALLELISM,
         parallelism, subtask);
+    h.open();
+    return h;
+  }
+
+  private static KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> restored(
+      OperatorSubtaskState state, int parallelism, int subtask) throws Exception {
+    KeySelector<Row, Row> key = r -> UserKeys.keyOf((String) r.getField(0));
+    KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = new KeyedOneInputStreamOperatorTestHarness<>(
+        new KeyedProcessOperator<>(new Noop()), key, new RowTypeInfo(Types.STRING), MAX_PARALLELISM,
+        parallelism, subtask);
+    h.initializeState(state);
     h.open();
     return h;
   }
@@ -80,6 +95,61 @@ class KeyedStateAccessTest {
           .filter(u -> UserKeys.subtaskOf(u, MAX_PARALLELISM, 2) == 1).findFirst().orElseThrow();
       IllegalStateException e = assertThrows(IllegalStateException.class, () -> a.putAll(List.of(foreign), List.of("x")));
       assertTrue(e.getMessage().contains("must share (max) parallelism"), e.getMessage());
+    }
+  }
+
+  @Test
+  void keyGroupsArePinnedForThePythonCopy() {
+    // tests/integration/keygroups.py derives a user's subtask in Python; these values pin both
+    assertEquals(20, UserKeys.keyGroupOf("u1", MAX_PARALLELISM));
+    assertEquals(36, UserKeys.keyGroupOf("r0", MAX_PARALLELISM));
+    assertEquals(69, UserKeys.keyGroupOf("r1", MAX_PARALLELISM));
+    assertEquals(25, UserKeys.keyGroupOf("1000001", MAX_PARALLELISM));
+    assertEquals(121, UserKeys.keyGroupOf("\u00e9\u2603", MAX_PARALLELISM));
+    assertEquals(2, UserKeys.subtaskOf("\u00e9\u2603", MAX_PARALLELISM, 3));
+  }
+
+  @Test
+  void groupKeysHitEachKeyGroupOfTheRangeOnce() {
+    String[] keys = UserKeys.groupKeys("kg-", MAX_PARALLELISM, 0, MAX_PARALLELISM - 1);
+    for (int g = 0; g < MAX_PARALLELISM; g++) {
+      assertEquals(g, UserKeys.keyGroupOf(keys[g], MAX_PARALLELISM));
+    }
+    String[] part = UserKeys.groupKeys("kg-", MAX_PARALLELISM, 64, 127);
+    assertArrayEquals(Arrays.copyOfRange(keys, 64, 128), part, "the same key for a group whatever the range");
+    assertThrows(IllegalArgumentException.class, () -> UserKeys.groupKeys("kg-", MAX_PARALLELISM, 0, MAX_PARALLELISM));
+  }
+
+  @Test
+  void aPerGroupValueIsFoundAfterRescalingAndCopiesMustAgree() throws Exception {
+    OperatorSubtaskState[] snaps = new OperatorSubtaskState[2];
+    for (int subtask = 0; subtask < 2; subtask++) {
+      try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = harness(2, subtask)) {
+        KeyedStateAccess a = access(h);
+        assertNull(a.getAnyGroup());
+        a.putAllGroups("v1");
+        a.putAllGroups("v2"); // the latest write wins
+        assertEquals("v2", a.getAnyGroup());
+        snaps[subtask] = h.snapshot(1, 1);
+      }
+    }
+    OperatorSubtaskState all = AbstractStreamOperatorTestHarness.repackageState(snaps);
+    for (int p : new int[] {1, 3, 5}) {
+      for (int subtask = 0; subtask < p; subtask++) {
+        OperatorSubtaskState mine = AbstractStreamOperatorTestHarness.repartitionOperatorState(
+            all, MAX_PARALLELISM, 2, p, subtask);
+        try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = restored(mine, p, subtask)) {
+          assertEquals("v2", access(h).getAnyGroup(), "parallelism " + p + ", subtask " + subtask);
+        }
+      }
+    }
+    try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = harness(1, 0)) {
+      KeyedStateAccess a = access(h);
+      a.putAllGroups("v1");
+      a.putAll(List.of(UserKeys.groupKeys("kg-", MAX_PARALLELISM, 5, 5)[0]), List.of("other"));
+      assertThrows(IllegalStateException.class, a::getAnyGroup);
+      a.clear(UserKeys.groupKeys("kg-", MAX_PARALLELISM, 5, 5)[0]);
+      assertThrows(IllegalStateException.class, a::getAnyGroup, "a missing copy is refused too");
     }
   }
 }
