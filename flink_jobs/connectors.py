@@ -170,7 +170,7 @@ def popularity_batches(j_valid: Any, cfg: Config) -> KeyedStream:
     keys = glue.CategoryKeys(names.index("item_id"), names.index("category_id"))
     keyed_type = glue.SplitInvalid.keyedEventType(schemas.avro_text(schemas.EVENT))
     j_keyed = j_valid.flatMap(keys, keyed_type).name("category keys").uid("category-keys")
-    return _key_by_field0(_micro_batches(j_keyed, cfg, "popularity-micro-batch", "popularity"), BATCH_TYPE)
+    return _key_by_field0(_micro_batches(j_keyed, cfg, "popularity-micro-batch", "popular_now"), BATCH_TYPE)
 
 
 def control_fanout(controls: Sequence[DataStream], cfg: Config) -> Any:

@@ -47,7 +47,7 @@ class PopularityFunction(KeyedProcessFunction):
                                 popularity.encode_window)
         # restored windows: re-sent at the first commit (see the module comment)
         self.changed: set[str] = {str(k) for k in access.keys(POPULARITY_STATE)}
-        group = runtime_context.get_metrics_group().add_group("popularity")
+        group = runtime_context.get_metrics_group().add_group("popular_now")
         self.m_events = group.counter("events_counted")
         self.m_tops = group.counter("tops_sent")
         self.m_cpu_us = group.counter("python_cpu_micros")

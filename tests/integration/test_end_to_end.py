@@ -208,7 +208,7 @@ def test_metrics_readable_through_the_rest_api(isolated_cfg, running_job, outcom
     # every prediction row and, once per checkpoint, every changed profile row and its recommendations
     assert got["recommendations_written"] == got["profiles_flushed"]
     assert got["cassandra_rows"] == len(o["events"]) + 2 * got["profiles_flushed"]
-    pop = submit.job_metrics(isolated_cfg, running_job, group="popularity")
+    pop = submit.job_metrics(isolated_cfg, running_job, group="popular_now")
     # each event with an item and a category counts twice: its category and the all-categories list
     assert pop["events_counted"] == 2 * sum(1 for e in o["events"] if e.item_id and e.category_id) \
         + 2 * sum(1 for e in o["duplicates"] + o["late"] if e.item_id and e.category_id)
