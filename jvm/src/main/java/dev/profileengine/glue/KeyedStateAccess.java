@@ -89,6 +89,7 @@ public final class KeyedStateAccess {
     }
   }
 
+  /**
    * Writes {@code value} under one key per key group this subtask owns ({@link UserKeys#groupKeys}):
    * for a value every subtask holds the same copy of (the model registry), so that after a restore
    * with any parallelism each subtask finds it in the key groups it then owns.
