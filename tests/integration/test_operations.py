@@ -29,8 +29,8 @@ from .conftest import isolated
 from .drills import assert_exact, decode, offline
 
 PART = 400  # events per step; 3 steps
-OVERRIDES = ("topic_events", "topic_predictions", "topic_dlq", "topic_late", "consumer_group",
-             "cassandra_keyspace", "checkpoint_interval_ms")
+OVERRIDES = ("topic_events", "topic_predictions", "topic_dlq", "topic_late", "topic_models", "topic_shadow_scores",
+             "consumer_group", "cassandra_keyspace", "checkpoint_interval_ms")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,10 @@ def test_rescale_restarts_from_a_savepoint_at_the_new_parallelism(cfg, config_fi
     new = out["job id"]
     state["job"] = new
     assert out["web UI"] == f"{cfg.flink_rest_url}/#/job/running/{new}/overview"
-    assert {v["parallelism"] for v in submit.rest(cfg, f"/jobs/{new}")["vertices"]} == {2}
+    # every vertex at 2 but the models source + control fan-out: one sender, by design
+    vertices = {v["name"]: v["parallelism"] for v in submit.rest(cfg, f"/jobs/{new}")["vertices"]}
+    assert {p for name, p in vertices.items() if "control fan-out" not in name} == {2}, vertices
+    assert [p for name, p in vertices.items() if "control fan-out" in name] == [1], vertices
     replay.publish(cfg, part, progress=False)
     state["published"] += part
     # exactly one prediction per event over all three jobs, and profiles as if nothing had stopped
