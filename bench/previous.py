@@ -50,7 +50,11 @@ class Previous:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PE_") and k not in _OWN_ENV}
         env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != own_bin)
         for f in fields(Config):
-            env[Config.env_var(f.name)] = str(getattr(cfg, f.name))
+            value = getattr(cfg, f.name)
+            # a setting that became a float since (value_mid_spend) is still an int to it: "100", not "100.0"
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            env[Config.env_var(f.name)] = str(value)
         env.update(
             PE_RUN_DIR=str(self.run_path), PE_DATA_DIR=str(cfg.path(cfg.data_dir)),
             PE_MODEL_PATH=str(self.model_dir / "propensity.onnx"),
