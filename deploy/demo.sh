@@ -22,5 +22,6 @@ Demo finished in $((SECONDS - t0)) s. The job keeps running; replay more with
 Web UI:          $PE_FLINK_REST_URL  (job $job_id)
 Predictions:     .venv/bin/python -m tools.tail_predictions --max 10
 A profile:       .venv/bin/python -m tools.show_profile USER_ID
+Recommendations: .venv/bin/python -m tools.recommend USER_ID
 Stop everything: make down
 MSG

@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_features = len(profile.pop("features", None) or [])
             print(f"profile of user {user} in Cassandra (plus its {n_features} latest feature values):")
             print(json.dumps(profile, indent=2, default=str))
+            rec = store.recommendations(user)
+            if rec:  # written at the checkpoint after the user's latest event
+                print(f"recommendations for user {user} (as of {rec['as_of']}): "
+                      + ", ".join(f"{i} ({s:.2f})" for i, s in zip(rec["items"], rec["scores"], strict=True)))
         finally:
             store.close()
     return 0 if len(preds) >= len(events) else 1
