@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.List;
+import org.apache.flink.api.common.functions.util.ListCollector;
 import org.apache.flink.types.Row;
-import org.apache.flink.util.Collector;
 import org.junit.jupiter.api.Test;
 
 class CategoryKeysTest {
@@ -15,15 +15,7 @@ class CategoryKeysTest {
 
   private static List<Row> apply(Row event) {
     List<Row> out = new ArrayList<>();
-    KEYS.flatMap(Row.of(event.getField(1), event), new Collector<>() {
-      @Override
-      public void collect(Row record) {
-        out.add(record);
-      }
-
-      @Override
-      public void close() {}
-    });
+    KEYS.flatMap(Row.of(event.getField(1), event), new ListCollector<>(out));
     return out;
   }
 

@@ -7,8 +7,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
+import org.apache.flink.api.common.functions.util.ListCollector;
 import org.apache.flink.types.Row;
-import org.apache.flink.util.Collector;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.junit.jupiter.api.Test;
 
@@ -17,15 +17,7 @@ class ControlRecordDeserializerTest {
   private static List<Row> run(byte[] key, byte[] value, long offset) throws Exception {
     List<Row> out = new ArrayList<>();
     new ControlRecordDeserializer("model").deserialize(new ConsumerRecord<>("models", 0, offset, key, value),
-        new Collector<>() {
-          @Override
-          public void collect(Row r) {
-            out.add(r);
-          }
-
-          @Override
-          public void close() {}
-        });
+        new ListCollector<>(out));
     return out;
   }
 

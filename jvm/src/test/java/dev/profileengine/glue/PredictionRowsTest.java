@@ -10,9 +10,9 @@ import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.List;
+import org.apache.flink.api.common.functions.util.ListCollector;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
 import org.apache.flink.types.Row;
-import org.apache.flink.util.Collector;
 import org.junit.jupiter.api.Test;
 
 /** One batch payload in, one typed row per prediction out, with the types the row type declares. */
@@ -23,15 +23,7 @@ class PredictionRowsTest {
 
   private static List<Row> split(PredictionRows f, String payload) {
     List<Row> out = new ArrayList<>();
-    f.flatMap(Row.of(payload), new Collector<>() {
-      @Override
-      public void collect(Row r) {
-        out.add(r);
-      }
-
-      @Override
-      public void close() {}
-    });
+    f.flatMap(Row.of(payload), new ListCollector<>(out));
     return out;
   }
 
