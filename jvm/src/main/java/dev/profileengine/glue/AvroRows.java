@@ -1,5 +1,6 @@
 package dev.profileengine.glue;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.avro.Schema;
@@ -87,5 +88,39 @@ public final class AvroRows {
       throw new IllegalArgumentException("no field " + name + " in " + record.getFullName());
     }
     return f.pos();
+  }
+
+  /**
+   * A JSON value as the Java object {@link #flinkType} declares for an Avro field of this type (JSON
+   * rows from the micro-batches and the profile operator become typed Flink rows).
+   */
+  public static Object fromJson(Schema.Type kind, JsonNode v) {
+    if (v == null || v.isNull()) {
+      return null;
+    }
+    switch (kind) {
+      case STRING:
+      case ENUM:
+        return v.asText();
+      case LONG:
+        return v.asLong();
+      case INT:
+        return v.asInt();
+      case DOUBLE:
+        return v.asDouble(); // NaN / Infinity arrive as non-numeric tokens, read as numbers
+      case FLOAT:
+        return (float) v.asDouble();
+      case BOOLEAN:
+        return v.asBoolean();
+      case ARRAY: {
+        Double[] out = new Double[v.size()];
+        for (int i = 0; i < out.length; i++) {
+          out[i] = v.get(i).isNull() ? null : v.get(i).asDouble();
+        }
+        return out;
+      }
+      default:
+        throw new IllegalArgumentException("no JSON conversion for Avro type " + kind);
+    }
   }
 }

@@ -65,25 +65,9 @@ public class PassThrough implements FlatMapFunction<Row, Row> {
     for (JsonNode event : json.readTree(payload)) {
       Row row = new Row(types.length);
       for (int i = 0; i < types.length; i++) {
-        row.setField(i, source[i] < 0 ? placeholder(types[i]) : value(event.get(source[i]), types[i]));
+        row.setField(i, source[i] < 0 ? placeholder(types[i]) : AvroRows.fromJson(types[i], event.get(source[i])));
       }
       out.collect(row);
-    }
-  }
-
-  private static Object value(JsonNode v, Schema.Type type) {
-    if (v == null || v.isNull()) {
-      return null;
-    }
-    switch (type) {
-      case LONG:
-        return v.asLong();
-      case INT:
-        return v.asInt();
-      case DOUBLE:
-        return v.asDouble();
-      default:
-        return v.asText();
     }
   }
 

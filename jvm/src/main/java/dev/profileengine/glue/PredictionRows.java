@@ -58,39 +58,9 @@ public final class PredictionRows implements FlatMapFunction<Row, Row> {
       }
       Row row = new Row(k.length);
       for (int i = 0; i < k.length; i++) {
-        row.setField(i, value(k[i], r.get(i)));
+        row.setField(i, AvroRows.fromJson(k[i], r.get(i)));
       }
       out.collect(row);
-    }
-  }
-
-  static Object value(Schema.Type kind, JsonNode v) {
-    if (v == null || v.isNull()) {
-      return null;
-    }
-    switch (kind) {
-      case STRING:
-      case ENUM:
-        return v.asText();
-      case LONG:
-        return v.asLong();
-      case INT:
-        return v.asInt();
-      case DOUBLE:
-        return v.asDouble(); // NaN / Infinity arrive as non-numeric tokens, read as numbers
-      case FLOAT:
-        return (float) v.asDouble();
-      case BOOLEAN:
-        return v.asBoolean();
-      case ARRAY: {
-        Double[] out = new Double[v.size()];
-        for (int i = 0; i < out.length; i++) {
-          out[i] = v.get(i).isNull() ? null : v.get(i).asDouble();
-        }
-        return out;
-      }
-      default:
-        throw new IllegalArgumentException("unsupported prediction field type " + kind);
     }
   }
 }
