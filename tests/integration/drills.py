@@ -139,6 +139,16 @@ def restored_checkpoint(cfg: Config, job_id: str) -> Optional[dict[str, Any]]:
     return (submit.rest(cfg, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("restored")
 
 
+def kill_and_replace_taskmanager(cfg: Config, job_id: str) -> None:
+    """SIGKILL the cluster's TaskManagers, start replacements, and wait until the job ran again from a
+    checkpoint (a standalone cluster never replaces a TaskManager by itself)."""
+    t_kill = time.monotonic()
+    deploy("flink.sh", "kill-tm")
+    deploy("flink.sh", "start-tm")
+    wait_recovered(cfg, job_id, t_kill)
+    assert restored_checkpoint(cfg, job_id) is not None, "the job did not restore from a checkpoint"
+
+
 def exception_history(cfg: Config, job_id: str) -> list[dict[str, Any]]:
     return submit.rest(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
 

@@ -235,14 +235,6 @@ def test_invalid_models_are_rejected_and_a_shadow_scores_every_event_while_set(t
 # --- (c) a crash after the swap, then a rescale ------------------------------------------------------
 
 
-def kill_and_replace_taskmanager(cfg: Config, job_id: str) -> None:
-    t_kill = time.monotonic()
-    drills.deploy("flink.sh", "kill-tm")
-    drills.deploy("flink.sh", "start-tm")  # a standalone cluster never replaces a TaskManager itself
-    drills.wait_recovered(cfg, job_id, t_kill)
-    assert drills.restored_checkpoint(cfg, job_id) is not None, "the job did not restore from a checkpoint"
-
-
 def test_swapped_model_survives_a_taskmanager_crash_and_a_rescale(taobao, tmp_path):
     events, new = taobao, package(7)
     a, b, c = events[:3000], events[3000:6000], events[6000:]
@@ -258,7 +250,7 @@ def test_swapped_model_survives_a_taskmanager_crash_and_a_rescale(taobao, tmp_pa
             # a checkpoint taken after the swap: the restore resumes the models topic after the record,
             # so only the checkpointed registry can bring the new model back
             wait_checkpoints(cfg, job_id, 2)
-            kill_and_replace_taskmanager(cfg, job_id)
+            drills.kill_and_replace_taskmanager(cfg, job_id)
             restores = wait_metric(cfg, job_id, "model_registry_restores", 1)
             replay.publish(cfg, b, progress=False)
             tap.wait(len(a) + len(b), timeout_s=600, what="after the crash")

@@ -107,14 +107,6 @@ def idle_then_burst(cfg: Config, history: list[Event], before_idle: Callable[[st
     return out, drain_s
 
 
-def kill_and_replace_taskmanager(cfg: Config, job_id: str) -> None:
-    t_kill = time.monotonic()
-    drills.deploy("flink.sh", "kill-tm")
-    drills.deploy("flink.sh", "start-tm")  # a standalone cluster never replaces a TaskManager itself
-    drills.wait_recovered(cfg, job_id, t_kill)
-    assert drills.restored_checkpoint(cfg, job_id) is not None, "the job did not restore from a checkpoint"
-
-
 def ensure_slots(cfg: Config, n: int) -> None:
     """Start TaskManagers until the cluster has ``n`` slots, as a cluster scaled out would have them."""
     for _ in range(4):
@@ -135,7 +127,7 @@ def test_a_burst_into_an_idle_fresh_job_is_routed_like_the_replay(history):
 def test_a_burst_into_an_idle_job_restored_from_a_checkpoint_is_routed_like_the_replay(history):
     with traffic_cfg() as cfg:
         out, drain_s = idle_then_burst(cfg, history,
-                                       before_idle=lambda job_id: kill_and_replace_taskmanager(cfg, job_id))
+                                       before_idle=lambda job_id: drills.kill_and_replace_taskmanager(cfg, job_id))
         print(f"\n[burst, restored job] drained {BURST} events in {drain_s:.1f} s")
         check(cfg, history[:WARM_UP + BURST], out, "burst, restored job")
 
@@ -143,7 +135,7 @@ def test_a_burst_into_an_idle_job_restored_from_a_checkpoint_is_routed_like_the_
 def test_a_taskmanager_killed_while_draining_a_burst_loses_and_doubles_nothing(history):
     def kill_mid_drain(job_id: str, out: Outputs) -> None:
         out.preds.wait(WARM_UP + BURST // 3, timeout_s=600, what="before the kill")
-        kill_and_replace_taskmanager(cfg, job_id)
+        drills.kill_and_replace_taskmanager(cfg, job_id)
 
     with traffic_cfg() as cfg:
         out, drain_s = idle_then_burst(cfg, history, during_drain=kill_mid_drain)
