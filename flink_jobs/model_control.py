@@ -28,6 +28,7 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.state import ValueStateDescriptor
 
 from flink_jobs.config import Config
+from flink_jobs.keyed_store import from_state, to_state
 from flink_jobs.types import row_type
 from udfs import schemas
 from udfs.live_models import LiveModels, decode_control
@@ -41,7 +42,7 @@ METRICS = ("models_rejected", "model_swaps", "models_unchanged")
 
 def registry_state_descriptor() -> ValueStateDescriptor:
     """No TTL: the active model must survive any quiet time (a TTL would drop it like an idle user).
-    Versioned Avro bytes as latin-1, like the profile state (see operators._to_state)."""
+    Versioned Avro bytes as latin-1, like the profile state (keyed_store.to_state)."""
     return ValueStateDescriptor(REGISTRY_STATE, Types.STRING())
 
 
@@ -63,7 +64,7 @@ class ModelControl:
         t0 = time.perf_counter()
         restored = access.getAnyGroup()
         if restored is not None:
-            self.live.restore(restored.encode("latin-1"))  # raises on a bad copy: fail, never use the file
+            self.live.restore(from_state(restored))  # raises on a bad copy: fail, never use the file
             m_restored.inc()
             log.info("model registry restored from checkpointed state in %.1f ms: %s",
                      (time.perf_counter() - t0) * 1000, _describe(self.live.versions()))
@@ -82,7 +83,7 @@ class ModelControl:
         self.m_apply_us.inc(update.micros)
         if update.changed:
             t0 = time.perf_counter()
-            self.access.putAllGroups(self.live.state_bytes().decode("latin-1"))
+            self.access.putAllGroups(to_state(self.live.state_bytes()))
             log.info("now scoring with %s (state copies written in %.1f ms)", _describe(update.versions),
                      (time.perf_counter() - t0) * 1000)
         return ()

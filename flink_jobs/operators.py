@@ -17,7 +17,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
-from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess, from_state, to_state  # noqa: F401
+from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess
 from flink_jobs.model_control import SHADOW_TAG, ModelControl, registry_state_descriptor
 from flink_jobs.types import row_type, write_request_type
 from udfs import cassandra_rows, popularity, recommend, schemas
