@@ -14,7 +14,8 @@ from pathlib import Path
 from flink_jobs.config import Config
 from tools import replay
 from udfs.features import feature_vector
-from udfs.profile import Outcome, decode_profile, encode_profile, replay_steps
+from udfs.profile import Outcome, replay_steps
+from udfs.profile_codec import decode_profile, encode_profile
 
 OUT = Path(__file__).resolve().parent / "results" / "profile_core.json"
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from flink_jobs.config import Config
 from tools import replay
 from udfs.popularity import GLOBAL, PopularityIndex, decode_window, encode_window, step, top
-from udfs.profile import Event, Outcome, encode_profile, replay_steps
+from udfs.profile import Event, Outcome, replay_steps
+from udfs.profile_codec import encode_profile
 from udfs.recommend import recommend
 
 OUT = Path(__file__).resolve().parent / "results" / "recommend.json"

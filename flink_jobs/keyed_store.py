@@ -9,7 +9,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, Optional, Protocol, TypeVar
 
-from udfs.profile import Profile, decode_profile, encode_profile
+from udfs.profile import Profile
+from udfs.profile_codec import decode_profile, encode_profile
 
 T = TypeVar("T")
 

@@ -5,12 +5,12 @@ All profile, feature and scoring logic lives in udfs/; all I/O (Kafka, Cassandra
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from pyflink.common import Row, Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
@@ -142,7 +142,7 @@ class ProfileFunction(KeyedProcessFunction):
             return
         t0, c0 = time.perf_counter(), time.thread_time()
         reads0 = self.store.state_reads
-        events = [Event(*fields) for fields in json.loads(payload)]
+        events = [Event(*fields) for fields in orjson.loads(payload)]
         self.store.prefetch(ev.user_id for ev in events)
         live = self.models.live  # its score/shadow change only between batches (ModelControl.handle)
         r = process_batch(events, self.store, live.score, self.settings, int(time.time() * 1000),
@@ -157,7 +157,7 @@ class ProfileFunction(KeyedProcessFunction):
         for values in r.shadow:
             yield SHADOW_TAG, Row(*values)
         if r.predictions:  # one string per batch: jvm/.../PredictionRows splits it into typed rows
-            yield Row(json.dumps(r.predictions, separators=(",", ":")))
+            yield Row(orjson.dumps(r.predictions).decode())
         self.m_events.inc(len(r.predictions))
         self.m_late.inc(len(r.late))
         self.m_duplicates.inc(len(r.duplicates))
@@ -171,7 +171,7 @@ class ProfileFunction(KeyedProcessFunction):
         """A control record between two batches: a commit marker (jvm/.../MicroBatcher) or a record
         that every subtask gets from jvm/.../ControlFanout, ``{kind: body}``, handled by
         ``self.controls[kind]`` (an unknown kind is a wiring bug: fail loudly)."""
-        msg = json.loads(payload)
+        msg = orjson.loads(payload)
         if "checkpoint" in msg:
             yield from self._commit()
             return
@@ -183,8 +183,7 @@ class ProfileFunction(KeyedProcessFunction):
 
     def _popularity(self, body: Any) -> Iterable[Any]:
         tops = popularity.read_tops_message(body)
-        for t in tops:
-            popularity.merge(self.popular, t, self.pop_settings)
+        popularity.merge_all(self.popular, tops, self.pop_settings)
         self.m_popular_updates.inc(len(tops))
         return ()
 

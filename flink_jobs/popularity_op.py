@@ -13,12 +13,12 @@ sent once again (the profile subtasks' snapshots are memory only and start empty
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
@@ -59,7 +59,7 @@ class PopularityFunction(KeyedProcessFunction):
         if payload.startswith("{"):  # commit marker: state, then the changed tops, before the barrier
             yield from self._commit()
         else:
-            events = [Event(*fields) for fields in json.loads(payload)]
+            events = [Event(*fields) for fields in orjson.loads(payload)]
             self.store.prefetch(ev.category_id for ev in events)
             self.changed |= popularity.count_batch(events, self.store, self.s)
             self.m_events.inc(len(events))
@@ -78,4 +78,4 @@ class PopularityFunction(KeyedProcessFunction):
         self.changed.clear()
         if tops:
             self.m_tops.inc(len(tops))
-            yield Row(json.dumps({"popularity": popularity.tops_message(tops)}, separators=(",", ":")))
+            yield Row(orjson.dumps({"popularity": popularity.tops_message(tops)}).decode())

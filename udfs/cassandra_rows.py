@@ -10,9 +10,10 @@ rewrites identical cells and changes nothing; an older profile can never overwri
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Optional
+
+import orjson
 
 from udfs import schemas
 from udfs.engine import ProfileRow
@@ -113,5 +114,7 @@ def erase_request(user_id: str, write_ts: int) -> WriteRequest:
 
 
 def _json(values: Any) -> str:
-    # allow_nan=False: NaN is not JSON and would fail in the JVM; a NaN feature is a bug to see here
-    return json.dumps(values, separators=(",", ":"), allow_nan=False)
+    # orjson: the checkpoint's profile and recommendation bundles are the largest JSON the job
+    # writes (stdlib json took ~30 us per profile row). It writes NaN as null: non-finite features
+    # and scores are refused earlier, in udfs.prediction.score_batch.
+    return orjson.dumps(values).decode()

@@ -136,19 +136,30 @@ def top(state: CategoryWindow, at: int, s: PopularitySettings = DEFAULT_POPULARI
 
 
 def merge(snapshot: Snapshot, t: CategoryTop, s: PopularitySettings = DEFAULT_POPULARITY) -> Snapshot:
-    """Put one category's latest top into the broadcast snapshot (an empty top removes it) and keep
-    at most ``max_categories`` categories (+ GLOBAL). Mutates and returns ``snapshot``."""
-    old = snapshot.get(t.category_id)
-    if old is not None and old.as_of > t.as_of:
-        return snapshot  # an older update arriving late changes nothing
-    if not t.items:
-        snapshot.pop(t.category_id, None)
-        return snapshot
-    snapshot[t.category_id] = t
-    if len(snapshot) - (GLOBAL in snapshot) > s.max_categories:
-        weakest = min((c for c in snapshot.values() if c.category_id != GLOBAL),
-                      key=lambda c: (c.total, c.category_id))
-        del snapshot[weakest.category_id]
+    """``merge_all`` of one top."""
+    return merge_all(snapshot, (t,), s)
+
+
+def merge_all(snapshot: Snapshot, tops: Iterable[CategoryTop], s: PopularitySettings = DEFAULT_POPULARITY) -> Snapshot:
+    """Put categories' latest tops into the snapshot (an empty top removes its category; an update
+    older than the one held changes nothing), then keep the ``max_categories`` most active categories
+    (+ GLOBAL). Mutates and returns ``snapshot``. One eviction pass per message, not per top: a
+    profile subtask receives every changed category's top each checkpoint, and a scan of the full
+    snapshot per top cost more CPU than the profile work (measured in the job, ~25% of it)."""
+    for t in tops:
+        old = snapshot.get(t.category_id)
+        if old is not None and old.as_of > t.as_of:
+            continue
+        if t.items:
+            snapshot[t.category_id] = t
+        else:
+            snapshot.pop(t.category_id, None)
+    excess = len(snapshot) - (GLOBAL in snapshot) - s.max_categories
+    if excess > 0:
+        weakest = heapq.nsmallest(excess, ((c.total, c.category_id) for c in snapshot.values()
+                                           if c.category_id != GLOBAL))
+        for _, category in weakest:
+            del snapshot[category]
     return snapshot
 
 
@@ -156,8 +167,7 @@ def merge_snapshots(parts: Iterable[Snapshot], s: PopularitySettings = DEFAULT_P
     """One snapshot from the snapshots of parallel subtasks (each holds a disjoint set of categories)."""
     out: Snapshot = {}
     for part in parts:
-        for c in sorted(part):
-            merge(out, part[c], s)
+        merge_all(out, (part[c] for c in sorted(part)), s)
     return out
 
 
@@ -198,12 +208,14 @@ class PopularityIndex:
         self.tick = tick
         keys = sorted(self.windows) if new_slide else sorted(self._dirty)
         self._dirty.clear()
+        tops = []
         for key in keys:
             w = self.windows[key]
             t = top(w, max(tick, w.clock), self.s)
-            merge(self.snapshot, t, self.s)
+            tops.append(t)
             if not t.items and bucket_start(w.clock, self.s) <= bucket_start(tick, self.s) - self.s.window_ms:
                 del self.windows[key]  # nothing left in any future window: clear the keyed state
+        merge_all(self.snapshot, tops, self.s)
 
 
 # --- versioned encodings (Flink state / broadcast): 1 version byte + compact JSON ----------------

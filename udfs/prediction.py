@@ -34,6 +34,7 @@ def score_batch(scorer: OnnxScorer, segmenter: OnnxSegmenter, vectors: Sequence[
     """Both models over all vectors in one call each (ONNX cost is per call, not per row)."""
     x = np.asarray(vectors, dtype=np.float32)
     scores = scorer.score(x)
+    _check_finite(x, scores)
     decisions, deciles = scorer.decide(scores)
     segments = segmenter.assign(x)
     out = []
@@ -42,6 +43,14 @@ def score_batch(scorer: OnnxScorer, segmenter: OnnxSegmenter, vectors: Sequence[
         out.append(Scores(float(score), scorer.model_version, seg, segmenter.name_of(seg), segmenter.model_version,
                           dec, decile))
     return out
+
+
+def _check_finite(x: np.ndarray, scores: np.ndarray) -> None:
+    """A NaN or infinite feature or score is a bug (features.py or the model): fail the batch here,
+    before it reaches Cassandra or Kafka (the JSON the job writes would carry it as null)."""
+    if not (np.isfinite(x).all() and np.isfinite(scores).all()):
+        bad = sorted({int(i) for i in np.argwhere(~np.isfinite(x))[:, 1]}) if x.size else []
+        raise ValueError(f"non-finite feature(s) at vector positions {bad} or a non-finite score")
 
 
 def score_only(scorer: OnnxScorer, vectors: Sequence[Sequence[float]]) -> list[Scores]:

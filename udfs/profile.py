@@ -24,14 +24,11 @@ never changes a future feature value (tests check this).
 from __future__ import annotations
 
 import bisect
-import io
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Optional
-
-import fastavro
 
 from udfs import item_memory, schemas
 from udfs.item_memory import RecentItem
@@ -377,79 +374,10 @@ _VIEW_FIELDS = schemas.field_names(schemas.PROFILE_VIEW)
 _VIEW_FROM_STATE = [f for f in _VIEW_FIELDS if f in schemas.field_names(schemas.PROFILE_STATE)]
 
 
-# --- versioned state serialisation ---------------------------------------------------------------
-# 1 version byte + Avro binary of profile_state.avsc. Never pickle: a savepoint must not depend on
-# the Python class layout. A new layout gets a new version byte and a reader for the old one.
+# --- versioned state serialisation: udfs/profile_codec.py -----------------------------------------
 
+# the layout version (profile_state.avsc); part of the state guard's fingerprint
 STATE_VERSION = schemas.state_version()
-_STATE_SCHEMA = fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE))
-_STATE_COLLECTIONS = ("tiles", "interest_ref", "interests", "recent", "seen_ids", "recent_items", "bought")
-# Readers of older layouts: Avro schema resolution from the writer's schema fills the new fields' defaults.
-_OLD_STATE_SCHEMAS = {2: fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE_V2))}
-# fields stored as they are in the Profile (the collections above have their own shape)
-_STATE_SCALARS = [f for f in schemas.field_names(schemas.PROFILE_STATE) if f not in _STATE_COLLECTIONS]
-
-
-class StateVersionError(ValueError):
-    """State written by a release this code cannot read: fail loudly, never start empty."""
-
-
-def encode_profile(p: Profile) -> bytes:
-    rec: dict[str, Any] = {f: getattr(p, f) for f in _STATE_SCALARS}
-    rec.update({
-        "tiles": [
-            {
-                "start": t.start, "n_view": t.n_view, "n_cart": t.n_cart, "n_fav": t.n_fav,
-                "n_purchase": t.n_purchase, "spend": t.spend, "items": t.items,
-                "categories": sorted(t.categories), "item_ids": sorted(t.item_ids),
-            }
-            for _, t in sorted(p.tiles.items())
-        ],
-        "interest_ref": p.interest_ref,
-        "interests": p.interests,
-        "recent": [{"t": t, "item_id": i} for t, i in p.recent],
-        "seen_ids": [{"t": t, "event_id": i} for i, t in p.seen_ids.items()],
-        "recent_items": [
-            {"item_id": i, "category_id": r.category_id, "t": r.t, "weight": r.weight, "last_view": r.last_view}
-            for i, r in sorted(p.recent_items.items())
-        ],
-        "bought": [{"item_id": i, "t": t} for i, t in sorted(p.bought.items())],
-    })
-    buf = io.BytesIO()
-    buf.write(bytes([STATE_VERSION]))
-    fastavro.schemaless_writer(buf, _STATE_SCHEMA, rec)
-    return buf.getvalue()
-
-
-def decode_profile(data: bytes) -> Profile:
-    if not data:
-        raise StateVersionError("empty profile state")
-    version = data[0]
-    if version == STATE_VERSION:
-        r = fastavro.schemaless_reader(io.BytesIO(data[1:]), _STATE_SCHEMA)
-    elif version in _OLD_STATE_SCHEMAS:
-        r = fastavro.schemaless_reader(io.BytesIO(data[1:]), _OLD_STATE_SCHEMAS[version], _STATE_SCHEMA)
-    else:
-        raise StateVersionError(
-            f"profile state version {version} cannot be read by this release (reads versions "
-            f"{sorted({STATE_VERSION, *_OLD_STATE_SCHEMAS})}); restore from a savepoint of a compatible release"
-        )
-    tiles = {
-        t["start"]: Tile(t["start"], t["n_view"], t["n_cart"], t["n_fav"], t["n_purchase"], t["spend"], t["items"],
-                         set(t["categories"]), set(t["item_ids"]))
-        for t in r["tiles"]
-    }
-    return Profile(
-        **{f: r[f] for f in _STATE_SCALARS},
-        tiles=tiles,
-        interest_ref=r["interest_ref"],
-        interests=dict(r["interests"]),
-        recent=[(x["t"], x["item_id"]) for x in r["recent"]],
-        seen_ids={x["event_id"]: x["t"] for x in r["seen_ids"]},
-        recent_items={x["item_id"]: RecentItem(x["category_id"], x["t"], x["weight"], x["last_view"])
-                      for x in r["recent_items"]},
-        bought={x["item_id"]: x["t"] for x in r["bought"]},
-    )
 
 
 # --- offline replay ------------------------------------------------------------------------------

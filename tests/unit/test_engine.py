@@ -11,7 +11,8 @@ import pytest
 from tools.erase_user import erase_event
 from udfs.engine import MemoryStore, ProfileRow, merge_pending, process_batch, replay_batches
 from udfs.prediction import PREDICTION_FIELDS, Scores
-from udfs.profile import Event, Outcome, decode_profile, encode_profile, replay_steps
+from udfs.profile import Event, Outcome, replay_steps
+from udfs.profile_codec import decode_profile, encode_profile
 from udfs.settings import ProfileSettings
 
 S = ProfileSettings()

@@ -15,6 +15,7 @@ from udfs.popularity import (
     encode_window,
     fresh,
     merge,
+    merge_all,
     merge_snapshots,
     step,
     top,
@@ -245,3 +246,12 @@ def test_tops_at_finds_the_tops_a_keyed_stage_sent_at_any_point():
     for t in sent:
         assert found[(t.category_id, t.as_of, t.total)] == t
     assert not tops_at(events, {"c0": {(T0, 10**9)}}, S)  # never reached: not invented
+
+
+def test_a_message_of_tops_is_merged_then_trimmed_to_the_most_active_categories():
+    snap = {GLOBAL: CategoryTop(GLOBAL, T0, 99, (("x", 99),)), "a": CategoryTop("a", T0, 5, (("x", 5),))}
+    tops = [CategoryTop(c, T0 + 1, total, (("y", total),)) for c, total in [("b", 1), ("c", 9), ("d", 4), ("e", 7)]]
+    tops.append(CategoryTop("a", T0 - 1, 50, (("old", 50),)))  # older than the one held: ignored
+    merge_all(snap, tops, S)
+    assert set(snap) == {"c", "e", "a", GLOBAL}  # max 3 categories: the totals 9, 7, 5 stay
+    assert snap["a"].total == 5

@@ -10,11 +10,10 @@ from udfs.profile import (
     Before,
     Event,
     Outcome,
-    StateVersionError,
+    Profile,
+    Tile,
     apply_event,
     current_session,
-    decode_profile,
-    encode_profile,
     lifecycle,
     profile_view,
     prune,
@@ -26,6 +25,7 @@ from udfs.profile import (
     value_tier,
     window_aggregates,
 )
+from udfs.profile_codec import StateVersionError, decode_profile, encode_avro, encode_profile, schema_layout
 from udfs.settings import ProfileSettings
 
 S = ProfileSettings()
@@ -275,10 +275,29 @@ def test_state_roundtrip_keeps_everything():
     p = build([ev(0, "purchase", price=2.0, qty=2, cat="a"), ev(10 * M, "cart", cat="b", item="i2")])
     q = decode_profile(encode_profile(p))
     assert q == p
-    assert encode_profile(p)[0] == 3
+    assert encode_profile(p).startswith(b"[3,")  # JSON, layout version 3 first
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x01abc", b"\x04", b"\x00"])
+def test_json_state_equals_the_avro_state_of_earlier_releases_on_real_profiles():
+    """The JSON layout holds exactly what the Avro bytes of profile_state.avsc hold (savepoints of
+    earlier releases decode to the same profile), over many profiles with every collection filled."""
+    rng = random.Random(7)
+    kinds = ["view", "view", "view", "cart", "fav", "purchase"]
+    for _user in range(60):
+        evs = [ev(rng.randrange(0, 40 * 86_400_000), rng.choice(kinds), price=rng.choice([None, 3.5]),
+                  cat=f"c{rng.randrange(6)}", item=f"i{rng.randrange(30)}") for _ in range(rng.randrange(1, 80))]
+        p = build(sorted(evs, key=lambda e: e.event_time))
+        assert decode_profile(encode_profile(p)) == p
+        assert decode_profile(encode_avro(p)) == p
+        assert encode_profile(decode_profile(encode_avro(p))) == encode_profile(p)
+
+
+def test_the_json_layout_is_the_schemas_field_order():
+    assert schema_layout()[""] == list(Profile.__dataclass_fields__)
+    assert schema_layout()["tiles"] == list(Tile.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x01abc", b"\x04", b"\x00", b"[4,\"u\"]", b"[2]"])
 def test_unreadable_state_fails_loudly(blob):
     with pytest.raises(StateVersionError):
         decode_profile(blob)

@@ -4,7 +4,8 @@ import random
 from dataclasses import replace
 
 from udfs.popularity import GLOBAL, CategoryTop, PopularityIndex
-from udfs.profile import Event, apply_event, decode_profile, encode_profile, step
+from udfs.profile import Event, apply_event, step
+from udfs.profile_codec import decode_profile, encode_profile
 from udfs.recommend import popular_baseline, recent_views_baseline, recommend
 from udfs.settings import PopularitySettings, ProfileSettings, RecommendSettings
 
