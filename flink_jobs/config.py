@@ -131,6 +131,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "value_high_spend": (0, None),
     "value_recent_ms": (1, None),
     "profile_cache_users": (0, None),
+    "flush_max_pending": (0, None),
     "batch_max_events": (1, 1_000_000),
     "batch_max_delay_ms": (1, None),
     "state_ttl_ms": (0, None),
@@ -180,7 +181,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "job": ("job runtime (fixed for the life of the state: execution_mode, max_parallelism)", (
         "parallelism", "max_parallelism", "execution_mode", "checkpoint_interval_ms", "consumer_group",
         "delivery_guarantee", "max_out_of_orderness_ms", "idle_source_timeout_ms",
-        "batch_max_events", "batch_max_delay_ms", "state_ttl_ms", "profile_cache_users",
+        "batch_max_events", "batch_max_delay_ms", "state_ttl_ms", "profile_cache_users", "flush_max_pending",
     )),
     "profile": ("profile core (tags, expiry)", (
         "idle_expiry_ms", "top_k_categories", "lifecycle_new_ms", "lifecycle_at_risk_ms", "lifecycle_dormant_ms",
@@ -380,6 +381,11 @@ class Config:
     recommendations: bool = _doc("count 'popular now' in a second keyed stage and write each touched user's list "
                                  "once per checkpoint (off: neither)", default=True)
     profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
+    flush_max_pending: int = _doc(
+        "changed profiles a subtask holds back until the checkpoint; above it, the least recently touched "
+        "are written after a batch (bounds the pause at each checkpoint; 0 = write after every batch)",
+        default=500,
+    )
     # --- Micro-batching (README "Throughput") ---------------------------------------------------
     batch_max_events: int = _doc("micro-batch: a subtask's batch is handed to Python at this size", default=500)
     batch_max_delay_ms: int = _doc("micro-batch: ... or after this much processing time", default=100)

@@ -88,6 +88,7 @@ class KeyedStore(Generic[T]):
         return self.cache.get(key)
 
     def put(self, key: str, value: T) -> None:
+        self.dirty.pop(key, None)  # re-inserted: dirty keys stay in order of their latest put
         self.dirty[key] = value
         self.absent.discard(key)  # it will have an entry: never answer "none" for it again
 
@@ -97,14 +98,14 @@ class KeyedStore(Generic[T]):
         self.absent.add(key)
         self.access.clear(key)
 
-    def flush(self) -> int:
-        """Write every changed value to keyed state (one JVM call); returns how many."""
-        keys = list(self.dirty)
+    def flush(self, keys: Optional[Iterable[str]] = None) -> int:
+        """Write changed values to keyed state (one JVM call): all of them, or those of ``keys``
+        that are changed; returns how many."""
+        keys = list(self.dirty) if keys is None else [k for k in keys if k in self.dirty]
         if keys:
             self.access.putAll(keys, [to_state(self.encode(self.dirty[k])) for k in keys])
         for key in keys:
-            self._remember(key, self.dirty[key])
-        self.dirty.clear()
+            self._remember(key, self.dirty.pop(key))
         return len(keys)
 
     def _remember(self, key: str, value: T) -> None:

@@ -123,6 +123,8 @@ def process_batch(
         values = prediction_row(ev, s, view, scored_at, vector if emit_features else [])
         out.predictions.append(values)
         # later events of the same user overwrite: the row is as of the user's latest applied event
+        # (re-inserted: users in order of their latest applied event, see merge_pending)
+        out.profiles.pop(ev.user_id, None)
         out.profiles[ev.user_id] = ProfileRow(view, version, values, vector)
     return out
 
@@ -133,7 +135,24 @@ def merge_pending(pending: dict[str, ProfileRow], result: BatchResult) -> None:
     tombstones written for it are above any write time the row could have."""
     for user, _ in result.erasures:
         pending.pop(user, None)
-    pending.update(result.profiles)
+    for user, row in result.profiles.items():
+        pending.pop(user, None)  # re-inserted: pending users stay in order of their latest event
+        pending[user] = row
+
+
+def oldest_pending(pending: dict[str, ProfileRow], keep: int) -> list[str]:
+    """The users beyond the ``keep`` most recently touched ones (``merge_pending`` keeps that order):
+    the ones to write now, so that a checkpoint finds at most ``keep`` to write. The users touched
+    last are held back because they are the likeliest to change again before the checkpoint."""
+    excess = len(pending) - keep
+    if excess <= 0:
+        return []
+    out = []
+    for user in pending:
+        out.append(user)
+        if len(out) == excess:
+            break
+    return out
 
 
 def replay_batches(

@@ -191,3 +191,41 @@ def test_keyed_store_keeps_the_batchs_no_entry_answers_when_it_reads_one_more_us
     assert state.calls == 2 and store.state_reads == 3
     store.prefetch(["new1"])  # the next batch asks the state again
     assert state.calls == 3
+
+
+@pytest.mark.parametrize("keep", [0, 3, 100])
+def test_bounded_deferral_writes_the_least_recently_touched_early_and_loses_nothing(keep):
+    """The operator's flush_max_pending: after each batch the pending users beyond the ``keep``
+    most recently touched are written (state and rows); at the checkpoint the rest. Every changed
+    profile reaches state equal to the reference, every user's last row is the one written last."""
+    from flink_jobs.keyed_store import KeyedProfileStore
+    from udfs.engine import oldest_pending
+
+    state = FakeStateAccess()
+    store = KeyedProfileStore(state, cache_size=4)
+    events = stream(400, users=12)
+    reference = MemoryStore()
+    pending: dict[str, ProfileRow] = {}
+    written: dict[str, ProfileRow] = {}  # what the profiles table ends with
+    applied: list[str] = []  # users of the applied events, in order
+    for i in range(0, len(events), 20):
+        r = process_batch(events[i:i + 20], store, fake_score, S, 0)
+        process_batch(events[i:i + 20], reference, fake_score, S, 0)
+        merge_pending(pending, r)
+        applied += [p[0] for p in r.predictions]  # prediction.avsc: user_id first
+        touched_last = list(dict.fromkeys(reversed(applied)))[:keep]
+        early = oldest_pending(pending, keep)
+        assert not set(early) & set(touched_last)  # the most recently touched are held back
+        store.flush(early)
+        written.update((u, pending.pop(u)) for u in early)
+        assert len(pending) <= keep
+        if i % 100 == 80:  # a checkpoint every 5 batches
+            store.flush()
+            written.update(pending)
+            pending.clear()
+            assert not store.dirty
+    store.flush()
+    written.update(pending)
+    decoded = {u: encode_profile(decode_profile(v.encode("latin-1"))) for u, v in state.data.items()}
+    assert decoded == {u: encode_profile(p) for u, p in reference.profiles.items()}
+    assert {u: row.version for u, row in written.items()} == {u: p.version for u, p in reference.profiles.items()}
