@@ -383,8 +383,8 @@ class Config:
     profile_cache_users: int = _doc("decoded profiles cached per operator (saves state decoding)", default=20_000)
     flush_max_pending: int = _doc(
         "changed profiles a subtask holds back until the checkpoint; above it, the least recently touched "
-        "are written after a batch (bounds the pause at each checkpoint; 0 = write after every batch)",
-        default=500,
+        "are written after a batch (bounds memory and the checkpoint's pause; 0 = write after every batch)",
+        default=20_000,
     )
     # --- Micro-batching (README "Throughput") ---------------------------------------------------
     batch_max_events: int = _doc("micro-batch: a subtask's batch is handed to Python at this size", default=500)
