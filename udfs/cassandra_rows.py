@@ -24,6 +24,7 @@ PROFILE_COLUMNS: list[str] = list(schemas.cql_columns("profiles"))
 PREDICTION_COLUMNS: list[str] = list(schemas.cql_columns("predictions"))
 # the profile row also keeps the latest scores: these columns are copied from the prediction
 PROFILE_SCORING_COLUMNS = ["score", "model_version", "segment", "segment_name"]
+_SCORING_AT = [(c, PREDICTION_FIELDS.index(c)) for c in PROFILE_SCORING_COLUMNS]
 
 RECOMMENDATION_COLUMNS: list[str] = list(schemas.cql_columns("recommendations"))
 
@@ -41,12 +42,14 @@ class WriteRequest(NamedTuple):
 
 
 def profile_columns(row: ProfileRow) -> dict[str, Any]:
-    """The profiles table's columns: the view, the features and the latest scores."""
-    values = dict(row.view)
-    values["features"] = list(row.features)
-    prediction = row.prediction
-    values.update({k: prediction[k] for k in PROFILE_SCORING_COLUMNS})
-    return {c: values[c] for c in PROFILE_COLUMNS}
+    """The profiles table's columns: the view, the features and the latest scores. Built once per
+    user and checkpoint, i.e. about once per event on high-cardinality traffic: one dict, no
+    reordering (the sink binds by column name; tests/unit/test_cassandra_rows.py checks the names)."""
+    pv = row.prediction_values
+    values = {**row.view, "features": row.features}
+    for c, i in _SCORING_AT:
+        values[c] = pv[i]
+    return values
 
 
 def profile_bundle(rows: Iterable[tuple[str, ProfileRow]]) -> WriteRequest:
@@ -83,10 +86,9 @@ def recommendation_columns(
     basis: Optional[dict[str, tuple[int, int]]] = None,
 ) -> dict[str, Any]:
     """The recommendations table's columns: the ranked list as two parallel lists (rank = index)."""
-    values = {"user_id": user_id, "items": [i for i, _ in ranked], "scores": [float(sc) for _, sc in ranked],
-              "model_version": model_version, "as_of": int(as_of), "computed_at": int(computed_at),
-              "popular_basis": _json({c: list(v) for c, v in sorted((basis or {}).items())})}
-    return {c: values[c] for c in RECOMMENDATION_COLUMNS}
+    return {"user_id": user_id, "items": [i for i, _ in ranked], "scores": [float(sc) for _, sc in ranked],
+            "model_version": model_version, "as_of": int(as_of), "computed_at": int(computed_at),
+            "popular_basis": _json(dict(sorted((basis or {}).items())))}
 
 
 def recommendation_request(

@@ -75,25 +75,19 @@ def shadow_row(ev: Event, active: Scores, shadow: Scores) -> list[Any]:
     return [row[f] for f in SHADOW_FIELDS]
 
 
+# The order prediction_row writes, checked against schemas/prediction.avsc at import: a field added
+# to the schema fails here until the row places it (the row is built once per event: no dict).
+_ROW_ORDER = ["user_id", "event_id", "event_type", "event_time", "score", "lifecycle", "value_tier", "segment",
+              "segment_name", "model_version", "segment_model_version", "scored_at", "features", "decision",
+              "score_decile"]
+if PREDICTION_FIELDS != _ROW_ORDER:
+    raise ImportError(f"udfs.prediction.prediction_row does not match prediction.avsc: {PREDICTION_FIELDS}")
+
+
 def prediction_row(
     ev: Event, scores: Scores, view: dict[str, Any], scored_at: int, features: list[float]
 ) -> list[Any]:
     """Values in the order of schemas/prediction.avsc."""
-    pred = {
-        "user_id": ev.user_id,
-        "event_id": ev.event_id,
-        "event_type": ev.event_type,
-        "event_time": ev.event_time,
-        "score": scores.score,
-        "lifecycle": view["lifecycle"],
-        "value_tier": view["value_tier"],
-        "segment": scores.segment,
-        "segment_name": scores.segment_name,
-        "model_version": scores.model_version,
-        "segment_model_version": scores.segment_model_version,
-        "scored_at": scored_at,
-        "features": features,
-        "decision": scores.decision,
-        "score_decile": scores.score_decile,
-    }
-    return [pred[f] for f in PREDICTION_FIELDS]
+    return [ev.user_id, ev.event_id, ev.event_type, ev.event_time, scores.score, view["lifecycle"],
+            view["value_tier"], scores.segment, scores.segment_name, scores.model_version,
+            scores.segment_model_version, scored_at, features, scores.decision, scores.score_decile]
