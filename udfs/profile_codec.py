@@ -54,12 +54,15 @@ def schema_layout() -> dict[str, list[str]]:
     return out
 
 
-if schema_layout() != _LAYOUT or schemas.state_version() != STATE_VERSION:
+if schema_layout() != _LAYOUT:
     raise ImportError(f"udfs/profile_codec.py does not match schemas/profile_state.avsc: {schema_layout()}")
 
-# Avro readers of the bytes older releases wrote: version byte -> writer schema
+# Avro readers of the bytes older releases wrote: version byte -> writer schema. Keyed by the
+# schema's own version, not udfs.profile.STATE_VERSION: a test job bumps that one to play a release
+# with a new layout (tests/integration/jobs/next_state_version_job.py).
 _AVRO_STATE = fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE))
-_AVRO_WRITERS = {STATE_VERSION: _AVRO_STATE, 2: fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE_V2))}
+_AVRO_WRITERS = {schemas.state_version(): _AVRO_STATE,
+                 2: fastavro.parse_schema(schemas.avro(schemas.PROFILE_STATE_V2))}
 
 
 class StateVersionError(ValueError):
@@ -142,6 +145,6 @@ def encode_avro(p: Profile) -> bytes:
         bought=[{"item_id": i, "t": t} for i, t in sorted(p.bought.items())],
     )
     buf = io.BytesIO()
-    buf.write(bytes([STATE_VERSION]))
+    buf.write(bytes([schemas.state_version()]))
     fastavro.schemaless_writer(buf, _AVRO_STATE, rec)
     return buf.getvalue()

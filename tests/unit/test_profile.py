@@ -360,3 +360,17 @@ def test_erase_forgets_the_user():
     before = steps[4].state
     assert erasure_timestamp(before, erase_event("u", erase_at)) == max(erase_at * 1000, before.version + 1)
     assert erasure_timestamp(None, erase_event("u", 5)) == 5000
+
+
+def test_the_codec_imports_under_a_bumped_layout_version():
+    """tests/integration/jobs/next_state_version_job.py bumps udfs.profile.STATE_VERSION before it
+    imports the job, to play a release with a new layout: the codec must import (the state guard
+    refuses the restore, not an ImportError on the client)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from udfs import profile\nprofile.STATE_VERSION += 1\nfrom udfs import profile_codec\n"
+            "assert profile_codec.encode_profile(profile_codec.decode_profile(b'[4,\"u\",1,0,0,0,0,0,0,0,0.0,0,"
+            "null,\"\",[],0,{},[],[],[],[]]')).startswith(b'[4,')")
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=True)
