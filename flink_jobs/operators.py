@@ -17,6 +17,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
+from flink_jobs.interpreter import tune_gc
 from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess
 from flink_jobs.model_control import SHADOW_TAG, ModelControl, registry_state_descriptor
 from flink_jobs.types import row_type, write_request_type
@@ -96,6 +97,7 @@ class ProfileFunction(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         cfg = self.cfg
+        tune_gc(cfg.python_gc_threshold)
         self.settings = cfg.profile_settings()
         state = runtime_context.get_state(profile_state_descriptor(cfg))
         self.store = KeyedProfileStore(keyed_state_access(runtime_context, state, cfg.max_parallelism),

@@ -25,6 +25,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from flink_jobs.config import Config
+from flink_jobs.interpreter import tune_gc
 from flink_jobs.keyed_store import KeyedStore
 from flink_jobs.operators import keyed_state_access
 from udfs import popularity
@@ -40,6 +41,7 @@ class PopularityFunction(KeyedProcessFunction):
         self.cfg = cfg
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        tune_gc(self.cfg.python_gc_threshold)
         self.s = self.cfg.popularity_settings()
         state = runtime_context.get_state(ValueStateDescriptor(POPULARITY_STATE, Types.STRING()))
         access = keyed_state_access(runtime_context, state, self.cfg.max_parallelism)
