@@ -35,18 +35,28 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from bench import bench_engine, report, synthetic
 from bench.latency import events_needed, run_latency
 from bench.previous import COMMIT, Previous
-from bench.systems import jvm_floor, main_cluster, run_ceiling, run_flink, this_version
+from bench.systems import (
+    Layout,
+    jvm_floor,
+    main_cluster,
+    run_ceiling,
+    run_flink,
+    this_version,
+    this_version_no_recommendations,
+    this_version_stack_layout,
+    use_layout,
+)
 from flink_jobs import submit
 from flink_jobs.config import Config
 from tools import replay
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SYSTEMS = ("this", "previous", "floor", "ceiling")
+SYSTEMS = ("this", "previous", "floor", "ceiling", "stack-layout", "no-recommendations")
 SKIPPABLE = (*SYSTEMS, "latency", "engine", "taobao", "synthetic")
 
 
@@ -117,12 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     def record(run: dict[str, Any], name: str) -> None:
         result["throughput"].append(dict(run, dataset=name, users=len({e.user_id for e in datasets[name]})))
 
-    # this checkout's cluster: this version and the floor
-    for name, events in datasets.items():
-        for key, system in (("this", this_version(base)), ("floor", jvm_floor(base))):
-            if key not in skip:
-                print(f"{system.label} on {name}", flush=True)
-                record(run_flink(base, system, events, args.parallelism), name)
+    # this checkout's cluster: this version and the floor in the previous version's layout, then
+    # the context rows (runs grouped by layout: a layout change restarts the cluster)
+    layout: list[Optional[Layout]] = [None]
+    runs = [(key, system, name) for name in datasets for key, system in (
+        ("this", this_version(base)), ("floor", jvm_floor(base)))]
+    first = next(iter(datasets), None)
+    runs += [(key, system, first) for key, system in (
+        ("no-recommendations", this_version_no_recommendations(base)),
+        ("stack-layout", this_version_stack_layout(base))) if first is not None]
+    runs.sort(key=lambda r: r[1].layout != this_version(base).layout)
+    for key, system, name in runs:
+        if key not in skip:
+            use_layout(base, system.layout, layout)
+            print(f"{system.label} on {name}", flush=True)
+            record(run_flink(base, system, datasets[name], args.parallelism), name)
     # the previous version's cluster, then the ceiling, with this checkout's cluster stopped
     if previous is not None or "ceiling" not in skip:
         main_cluster("stop")
@@ -141,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     record(run_ceiling(base, events), name)
         finally:
             main_cluster("start")
+            layout[0] = None
 
     by = {(r["system"], r["dataset"]): r for r in result["throughput"]}
     for name in datasets:
@@ -153,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratios["events/s this/previous"] = this["events_per_s"] / prev["events_per_s"]
             ratios["TaskManager CPU-s per 1k events this/previous"] = (
                 this["proc_cpu_s_per_1k"] / prev["proc_cpu_s_per_1k"])
+        same_work = by.get(("this version, recommendations off", name))
+        if prev and same_work:  # context: the work the previous version did, not a target
+            ratios["events/s recommendations-off/previous"] = same_work["events_per_s"] / prev["events_per_s"]
+            ratios["TaskManager CPU-s per 1k events recommendations-off/previous"] = (
+                same_work["proc_cpu_s_per_1k"] / prev["proc_cpu_s_per_1k"])
         for label, key in (("floor", "JVM floor"), ("ceiling", "python ceiling")):
             if (key, name) in by:
                 ratios[f"events/s this/{label}"] = this["events_per_s"] / by[(key, name)]["events_per_s"]
@@ -167,12 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         need = events_needed(max_rate, loads, args.latency_repeats, args.latency_seconds, args.latency_warmup)
         # a stream of its own, sized to the bursts, from the same distributions (and user population)
         stream = synthetic.generate(base, need, args.users, seed=11)
+        use_layout(base, this_version(base).layout, layout)  # the layout its 100% rate was measured in
         print(f"latency at {', '.join(f'{x:.0%}' for x in loads)} of {max_rate:,.0f} events/s, "
               f"{args.latency_repeats} repeat(s) of {args.latency_seconds:g} s", flush=True)
         lat = run_latency(base, stream, max_rate, loads, args.latency_repeats, args.latency_seconds,
                           args.latency_drop_s, args.latency_warmup, args.parallelism, args.max_parallelism)
         result["latency"] = dict(lat, max_rate=max_rate, dataset=f"synthetic {len(stream) // 1000}k (seed 11)")
 
+    use_layout(base, None, layout)  # the configured cluster again
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2, default=str))
     drawn = bool(result["throughput"] or result["latency"])
     if drawn:

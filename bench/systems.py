@@ -3,6 +3,7 @@ system can, measured in the steady window (bench.stack.steady_window)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from udfs.profile import Event
 FLOOR_JOB = ROOT / "bench" / "floor_job.py"
 
 
+Layout = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class FlinkSystem:
     """A job on a Flink cluster. ``counted``: the components whose cores count in events/s per core
@@ -31,22 +35,60 @@ class FlinkSystem:
     submit: Callable[[Config], str]  # starts the job on a fresh config, returns the JobID
     rest: Callable[[Config], Config] = lambda cfg: cfg  # the config that reaches its REST API
     counted: tuple[str, ...] = ("taskmanager", "jobmanager", "kafka", "cassandra")
+    layout: Optional[Layout] = None  # this checkout's cluster: (TaskManagers, slots each) it runs on
+
+
+# The previous version's cluster (bench/previous.py): one TaskManager with two slots. Its layout is
+# the one the comparison uses, so both versions pay for one JVM (JIT, GC, runtime threads) and one
+# interpreter; the stack's default (PE_TASKMANAGERS x PE_TASKMANAGER_SLOTS, one GIL per slot) is
+# measured as a row of its own.
+PREVIOUS_LAYOUT: Layout = (1, 2)
+
+
+def _this(base: Config, label: str, layout: Layout, **overrides: Any) -> FlinkSystem:
+    return FlinkSystem(label, base.run_path / "flink" / "conf",
+                       lambda cfg: submit.submit(dataclasses.replace(cfg, **overrides)), layout=layout)
 
 
 def this_version(base: Config) -> FlinkSystem:
-    return FlinkSystem("this version", base.run_path / "flink" / "conf", lambda cfg: submit.submit(cfg))
+    return _this(base, "this version", PREVIOUS_LAYOUT)
+
+
+def this_version_stack_layout(base: Config) -> FlinkSystem:
+    layout = (base.taskmanagers, base.taskmanager_slots)
+    return _this(base, f"this version, {layout[0]} TM x {layout[1]} slot", layout)
+
+
+def this_version_no_recommendations(base: Config) -> FlinkSystem:
+    """The previous version's work: no popularity stage and no recommendation lists (added since)."""
+    return _this(base, "this version, recommendations off", PREVIOUS_LAYOUT, recommendations=False)
 
 
 def jvm_floor(base: Config) -> FlinkSystem:
     return FlinkSystem("JVM floor", base.run_path / "flink" / "conf",
                        lambda cfg: submit.submit(cfg, module=FLOOR_JOB),
-                       counted=("taskmanager", "jobmanager", "kafka"))
+                       counted=("taskmanager", "jobmanager", "kafka"), layout=PREVIOUS_LAYOUT)
 
 
-def main_cluster(action: str) -> None:
+def main_cluster(action: str, layout: Optional[Layout] = None) -> None:
     """deploy/flink.sh start|stop for this checkout's cluster (the bench stops it while the previous
-    version's cluster runs, so both get the same machine)."""
-    subprocess.run(["bash", str(ROOT / "deploy" / "flink.sh"), action], cwd=ROOT, check=True)
+    version's cluster runs, so both get the same machine); ``layout``: TaskManagers x slots to start
+    with (default: the configured ones)."""
+    env = dict(os.environ)
+    if layout is not None:
+        env.update(PE_TASKMANAGERS=str(layout[0]), PE_TASKMANAGER_SLOTS=str(layout[1]))
+    subprocess.run(["bash", str(ROOT / "deploy" / "flink.sh"), action], cwd=ROOT, check=True, env=env)
+
+
+def use_layout(base: Config, layout: Optional[Layout], current: list[Optional[Layout]]) -> None:
+    """Restart this checkout's cluster in ``layout`` unless it already runs in it (``current``: a
+    one-item holder of the layout it runs in; None = the configured one)."""
+    want = layout or (base.taskmanagers, base.taskmanager_slots)
+    have = current[0] or (base.taskmanagers, base.taskmanager_slots)
+    if want != have:
+        main_cluster("stop")
+        main_cluster("start", want)
+        current[0] = want
 
 
 def summarize(label: str, events: int, records: list[tuple[int, float, bytes]], cpu: CpuSampler, t_start: float,
