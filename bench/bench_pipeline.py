@@ -14,7 +14,11 @@ In one run:
        - the JVM-only floor (bench/floor_job.py): decode -> batch -> encode to Kafka, no Python;
        - the framework-free Python loop (bench/python_ceiling.py).
      The two Flink clusters run one at a time (this checkout's is stopped meanwhile and started
-     again at the end), the ceiling with no cluster up. Rate = outputs in the steady window (5th to
+     again at the end), the ceiling with no cluster up. Both versions run in the previous
+     version's cluster layout, one TaskManager with two slots (one JVM, one interpreter); two
+     context rows on the first dataset, not targets: this version in the stack's default layout
+     (PE_TASKMANAGERS x PE_TASKMANAGER_SLOTS) and with recommendations off (the work the previous
+     version did: it had no popularity stage and no recommendation lists). Rate = outputs in the steady window (5th to
      95th percentile of their append times) / its span. CPU of every component (TaskManager and
      JobManager found afresh per run by their config dir, Kafka, Cassandra, the ceiling's process)
      is sampled through the run and read for the same window: CPU-s per 1,000 events of the process
