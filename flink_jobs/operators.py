@@ -17,7 +17,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.config import Config
-from flink_jobs.interpreter import tune_gc
+from flink_jobs.interpreter import release_gc, tune_gc
 from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess
 from flink_jobs.model_control import SHADOW_TAG, ModelControl, registry_state_descriptor
 from flink_jobs.types import row_type, write_request_type
@@ -136,6 +136,9 @@ class ProfileFunction(KeyedProcessFunction):
         group.counter("onnx_provider_cuda").inc(int(live.scorer.provider.startswith("CUDA")))
         log.info("profile operator: %s and %s on %s", live.scorer.model_version, live.segmenter.model_version,
                  live.scorer.provider)
+
+    def close(self) -> None:
+        release_gc()  # this job's objects must be collectable once it ends (flink_jobs/interpreter.py)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         payload: str = value[0]

@@ -25,7 +25,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from flink_jobs.config import Config
-from flink_jobs.interpreter import tune_gc
+from flink_jobs.interpreter import release_gc, tune_gc
 from flink_jobs.keyed_store import KeyedStore
 from flink_jobs.operators import keyed_state_access
 from udfs import popularity
@@ -54,6 +54,9 @@ class PopularityFunction(KeyedProcessFunction):
         self.m_tops = group.counter("tops_sent")
         self.m_cpu_us = group.counter("python_cpu_micros")
         log.info("popularity stage: %d categories restored", len(self.changed))
+
+    def close(self) -> None:
+        release_gc()  # this job's objects must be collectable once it ends (flink_jobs/interpreter.py)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         payload: str = value[0]

@@ -5,7 +5,7 @@ import gc
 import pytest
 
 from flink_jobs.config import Config, ConfigError
-from flink_jobs.interpreter import tune_gc
+from flink_jobs.interpreter import release_gc, tune_gc
 
 
 @pytest.fixture
@@ -25,6 +25,30 @@ def test_threshold_is_set_and_loaded_objects_are_frozen(restore_gc):
     cyclic.append(cyclic)
     del cyclic
     assert gc.collect() >= 1  # cycles made after open() are still collected
+
+
+def test_an_earlier_jobs_frozen_cycles_are_collected_at_the_next_open_and_after_close(restore_gc):
+    import weakref
+
+    class Operator:  # stands for an operator object of a finished job, in a reference cycle
+        pass
+
+    def leave_a_frozen_cycle() -> weakref.ref:
+        op = Operator()
+        op.self = op
+        tune_gc(10_000)  # the finished job's open(): its cycle gets frozen
+        return weakref.ref(op)
+
+    gone = leave_a_frozen_cycle()
+    gc.collect()
+    assert gone() is not None  # frozen: a full collection does not see it (the leak)
+    tune_gc(10_000)  # the next job's open()
+    assert gone() is None
+
+    gone = leave_a_frozen_cycle()
+    release_gc()  # the job's close()
+    gc.collect()
+    assert gone() is None
 
 
 def test_zero_leaves_the_interpreter_defaults(restore_gc):
