@@ -18,8 +18,8 @@ In one run:
      version's cluster layout, one TaskManager with two slots (one JVM, one interpreter); two
      context rows on the first dataset, not targets: this version in the stack's default layout
      (PE_TASKMANAGERS x PE_TASKMANAGER_SLOTS) and with recommendations off (the work the previous
-     version did: it had no popularity stage and no recommendation lists). Rate = outputs in the steady window (5th to
-     95th percentile of their append times) / its span. CPU of every component (TaskManager and
+     version did: it had no popularity stage and no recommendation lists). Rate = outputs in the
+     steady window (5th to 95th percentile of their append times) / its span. CPU of every component (TaskManager and
      JobManager found afresh per run by their config dir, Kafka, Cassandra, the ceiling's process)
      is sampled through the run and read for the same window: CPU-s per 1,000 events of the process
      doing the profile work, cores per component, events/s per core. Job metrics at the end of each
@@ -39,21 +39,19 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from bench import bench_engine, report, synthetic
 from bench.latency import events_needed, run_latency
 from bench.previous import COMMIT, Previous
 from bench.systems import (
-    Layout,
+    MainCluster,
     jvm_floor,
-    main_cluster,
     run_ceiling,
     run_flink,
     this_version,
     this_version_no_recommendations,
     this_version_stack_layout,
-    use_layout,
 )
 from flink_jobs import submit
 from flink_jobs.config import Config
@@ -133,22 +131,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # this checkout's cluster: this version and the floor in the previous version's layout, then
     # the context rows (runs grouped by layout: a layout change restarts the cluster)
-    layout: list[Optional[Layout]] = [None]
+    cluster = MainCluster(base)
+    compared = this_version(base).layout  # the layout of the target comparison (and of the latency runs)
     runs = [(key, system, name) for name in datasets for key, system in (
         ("this", this_version(base)), ("floor", jvm_floor(base)))]
     first = next(iter(datasets), None)
     runs += [(key, system, first) for key, system in (
         ("no-recommendations", this_version_no_recommendations(base)),
         ("stack-layout", this_version_stack_layout(base))) if first is not None]
-    runs.sort(key=lambda r: r[1].layout != this_version(base).layout)
+    runs.sort(key=lambda r: r[1].layout != compared)
     for key, system, name in runs:
         if key not in skip:
-            use_layout(base, system.layout, layout)
+            cluster.use(system.layout)
             print(f"{system.label} on {name}", flush=True)
             record(run_flink(base, system, datasets[name], args.parallelism), name)
     # the previous version's cluster, then the ceiling, with this checkout's cluster stopped
     if previous is not None or "ceiling" not in skip:
-        main_cluster("stop")
+        cluster.stop()
         try:
             if previous is not None:
                 previous.cluster("start")
@@ -163,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"python ceiling on {name}", flush=True)
                     record(run_ceiling(base, events), name)
         finally:
-            main_cluster("start")
-            layout[0] = None
+            cluster.start()
 
     by = {(r["system"], r["dataset"]): r for r in result["throughput"]}
     for name in datasets:
@@ -196,14 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         need = events_needed(max_rate, loads, args.latency_repeats, args.latency_seconds, args.latency_warmup)
         # a stream of its own, sized to the bursts, from the same distributions (and user population)
         stream = synthetic.generate(base, need, args.users, seed=11)
-        use_layout(base, this_version(base).layout, layout)  # the layout its 100% rate was measured in
+        cluster.use(compared)  # the layout its 100% rate was measured in
         print(f"latency at {', '.join(f'{x:.0%}' for x in loads)} of {max_rate:,.0f} events/s, "
               f"{args.latency_repeats} repeat(s) of {args.latency_seconds:g} s", flush=True)
         lat = run_latency(base, stream, max_rate, loads, args.latency_repeats, args.latency_seconds,
                           args.latency_drop_s, args.latency_warmup, args.parallelism, args.max_parallelism)
         result["latency"] = dict(lat, max_rate=max_rate, dataset=f"synthetic {len(stream) // 1000}k (seed 11)")
 
-    use_layout(base, None, layout)  # the configured cluster again
+    cluster.use()  # the configured layout again
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2, default=str))
     drawn = bool(result["throughput"] or result["latency"])
     if drawn:

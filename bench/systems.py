@@ -70,25 +70,31 @@ def jvm_floor(base: Config) -> FlinkSystem:
                        counted=("taskmanager", "jobmanager", "kafka"), layout=PREVIOUS_LAYOUT)
 
 
-def main_cluster(action: str, layout: Optional[Layout] = None) -> None:
-    """deploy/flink.sh start|stop for this checkout's cluster (the bench stops it while the previous
-    version's cluster runs, so both get the same machine); ``layout``: TaskManagers x slots to start
-    with (default: the configured ones)."""
-    env = dict(os.environ)
-    if layout is not None:
-        env.update(PE_TASKMANAGERS=str(layout[0]), PE_TASKMANAGER_SLOTS=str(layout[1]))
-    subprocess.run(["bash", str(ROOT / "deploy" / "flink.sh"), action], cwd=ROOT, check=True, env=env)
+class MainCluster:
+    """This checkout's cluster (deploy/flink.sh). The bench stops it while the previous version's
+    cluster runs, so both get the same machine, and restarts it only when a run needs another
+    layout (TaskManagers x slots; None = the configured one)."""
 
+    def __init__(self, base: Config) -> None:
+        self.configured: Layout = (base.taskmanagers, base.taskmanager_slots)
+        self.layout = self.configured  # what `make bench` (make up) started it with
 
-def use_layout(base: Config, layout: Optional[Layout], current: list[Optional[Layout]]) -> None:
-    """Restart this checkout's cluster in ``layout`` unless it already runs in it (``current``: a
-    one-item holder of the layout it runs in; None = the configured one)."""
-    want = layout or (base.taskmanagers, base.taskmanager_slots)
-    have = current[0] or (base.taskmanagers, base.taskmanager_slots)
-    if want != have:
-        main_cluster("stop")
-        main_cluster("start", want)
-        current[0] = want
+    def use(self, layout: Optional[Layout] = None) -> None:
+        if (layout or self.configured) != self.layout:
+            self.stop()
+            self.start(layout)
+
+    def stop(self) -> None:
+        self._flink("stop")
+
+    def start(self, layout: Optional[Layout] = None) -> None:
+        self.layout = layout or self.configured
+        self._flink("start", PE_TASKMANAGERS=str(self.layout[0]), PE_TASKMANAGER_SLOTS=str(self.layout[1]))
+
+    @staticmethod
+    def _flink(action: str, **env: str) -> None:
+        subprocess.run(["bash", str(ROOT / "deploy" / "flink.sh"), action], cwd=ROOT, check=True,
+                       env={**os.environ, **env})
 
 
 def summarize(label: str, events: int, records: list[tuple[int, float, bytes]], cpu: CpuSampler, t_start: float,

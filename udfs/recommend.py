@@ -111,7 +111,7 @@ def _add_popular(scores: dict[str, float], t: CategoryTop, weight: float) -> Non
 
 def _ranked(scores: Mapping[str, float], banned: set[str], n: int) -> Ranked:
     # (-score, item) tuples sort natively: best score first, ties by item id. A full sort of the few
-    # dozen candidates is faster than heapq.nsmallest's Python-level heap (12.6 vs 8.7 us at 70)
+    # dozen candidates beats heapq.nsmallest's Python-level heap (8.7 vs 12.6 us at 70 candidates)
     best = sorted([(-sc, i) for i, sc in scores.items() if sc > 0 and i not in banned])[:n]
     return [(i, -neg) for neg, i in best]
 
