@@ -132,6 +132,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "value_recent_ms": (1, None),
     "profile_cache_users": (0, None),
     "flush_max_pending": (0, None),
+    "flush_live_pending": (0, None),
     "python_gc_threshold": (0, 10_000_000),
     "batch_max_events": (1, 1_000_000),
     "batch_max_delay_ms": (1, None),
@@ -183,6 +184,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         "parallelism", "max_parallelism", "execution_mode", "checkpoint_interval_ms", "consumer_group",
         "delivery_guarantee", "max_out_of_orderness_ms", "idle_source_timeout_ms",
         "batch_max_events", "batch_max_delay_ms", "state_ttl_ms", "profile_cache_users", "flush_max_pending",
+        "flush_live_pending",
         "python_gc_threshold",
     )),
     "profile": ("profile core (tags, expiry)", (
@@ -387,6 +389,12 @@ class Config:
         "changed profiles a subtask holds back until the checkpoint; above it, the least recently touched "
         "are written after a batch (bounds memory and the checkpoint's pause; 0 = write after every batch)",
         default=20_000,
+    )
+    flush_live_pending: int = _doc(
+        "while a subtask keeps up with its input (its batches average under half of batch_max_events), changed "
+        "profiles beyond this many are written after each batch, so a checkpoint's write burst stays small "
+        "(p99 latency); during a backlog only flush_max_pending applies (udfs.engine.FlushPolicy)",
+        default=200,
     )
     python_gc_threshold: int = _doc(
         "allocations between the TaskManager interpreter's young-generation collections (Python's default "
@@ -723,6 +731,9 @@ def _problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
         out.append((("state_ttl_ms", "idle_expiry_ms"),
                     "state_ttl_ms must be 0 (off) or >= idle_expiry_ms: the TTL would drop profiles that are "
                     "still live in event time"))
+    if cfg.flush_live_pending > cfg.flush_max_pending:
+        out.append((("flush_live_pending", "flush_max_pending"),
+                    "the live bound cannot hold back more profiles than the overall bound"))
     if cfg.lifecycle_at_risk_ms > cfg.lifecycle_dormant_ms:
         out.append((("lifecycle_at_risk_ms", "lifecycle_dormant_ms"),
                     "at-risk must come before dormant (lifecycle_at_risk_ms <= lifecycle_dormant_ms)"))

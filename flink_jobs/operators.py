@@ -22,7 +22,7 @@ from flink_jobs.keyed_store import KeyedProfileStore, KeyedStateAccess
 from flink_jobs.model_control import SHADOW_TAG, ModelControl, registry_state_descriptor
 from flink_jobs.types import row_type, write_request_type
 from udfs import cassandra_rows, popularity, recommend, schemas
-from udfs.engine import ProfileRow, merge_pending, oldest_pending, process_batch
+from udfs.engine import FlushPolicy, ProfileRow, merge_pending, oldest_pending, process_batch
 from udfs.profile import Event
 from udfs.scorer import OnnxScorer  # noqa: I001, F401 - see below
 
@@ -103,6 +103,7 @@ class ProfileFunction(KeyedProcessFunction):
         self.store = KeyedProfileStore(keyed_state_access(runtime_context, state, cfg.max_parallelism),
                                        cfg.profile_cache_users)
         self.pending: dict[str, ProfileRow] = {}
+        self.flush_policy = FlushPolicy(cfg.batch_max_events, cfg.flush_live_pending, cfg.flush_max_pending)
         # "popular now" per category (flink_jobs/popularity_op.py): memory only, bounded by
         # popular_max_categories; the popularity stage re-sends what it holds after a restore
         self.popular: popularity.Snapshot = {}
@@ -165,7 +166,7 @@ class ProfileFunction(KeyedProcessFunction):
             yield Row(orjson.dumps(r.predictions).decode())
         # more changed profiles held back than a checkpoint should write at once: the least recently
         # touched go now, so the pause at the commit marker stays bounded (latency, README "Throughput")
-        if early := oldest_pending(self.pending, self.cfg.flush_max_pending):
+        if early := oldest_pending(self.pending, self.flush_policy.keep(len(events))):
             yield from self._write(early)
         self.m_events.inc(len(r.predictions))
         self.m_late.inc(len(r.late))
@@ -206,9 +207,10 @@ class ProfileFunction(KeyedProcessFunction):
 
     def _write(self, users: list[str]) -> Iterable[Any]:
         """Write these pending users: their profiles to keyed state, their rows and recommendation
-        lists to the Cassandra sink. Once per user and checkpoint unless ``flush_max_pending`` makes
-        room earlier; the rows are idempotent (USING TIMESTAMP = profile version), so a row written
-        before the checkpoint and replayed after a restore rewrites the same cells."""
+        lists to the Cassandra sink. Once per user and checkpoint unless ``flush_live_pending`` or
+        ``flush_max_pending`` makes room earlier (udfs.engine.FlushPolicy); the rows are idempotent
+        (USING TIMESTAMP = profile version), so a row written before the checkpoint and replayed after
+        a restore rewrites the same cells."""
         if not users:
             return
         if self.cfg.recommendations:

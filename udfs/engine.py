@@ -140,6 +140,33 @@ def merge_pending(pending: dict[str, ProfileRow], result: BatchResult) -> None:
         pending[user] = row
 
 
+@dataclass
+class FlushPolicy:
+    """How many changed profiles the operator holds back after each batch, by how busy it is.
+
+    Keeping up with its input (batches flushed by the batcher's delay or a watermark long before they
+    fill), the profiles beyond ``keep_live`` are written after the batch, so a checkpoint finds few
+    left to write: that write burst, on two cores shared with Kafka and Cassandra, was the latency
+    bench's p99 (0.8-1.2 s with every profile written at the checkpoint, 0.35-0.41 s holding back 200).
+    Catching up (batches mostly full), latency is the backlog's, and holding profiles until the
+    checkpoint (up to ``keep_max``, the memory bound) writes each once per checkpoint: the least CPU
+    (early writes cost ~10% more Python CPU and Cassandra rows per event in a replay, README
+    "Throughput"). Busy = the moving average of batch fill (size / batch_max_events) is at least
+    half: a single full batch after a pause, or a partial one in a backlog, does not flip it."""
+
+    batch_max_events: int
+    keep_live: int
+    keep_max: int
+    fill: float = 0.0  # moving average of batch size / batch_max_events (memory only; 0 after a restore)
+
+    def keep(self, batch_events: int) -> int:
+        self.fill += FILL_WEIGHT * (min(batch_events / self.batch_max_events, 1.0) - self.fill)
+        return self.keep_max if self.fill >= 0.5 else self.keep_live
+
+
+FILL_WEIGHT = 0.2  # weight of the latest batch in FlushPolicy.fill: ~5 batches of memory
+
+
 def oldest_pending(pending: dict[str, ProfileRow], keep: int) -> list[str]:
     """The users beyond the ``keep`` most recently touched ones (``merge_pending`` keeps that order):
     the ones to write now, so that a checkpoint finds at most ``keep`` to write. The users touched

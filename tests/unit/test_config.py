@@ -108,6 +108,7 @@ CROSS_FIELD_MISTAKES = [
     ({"PE_PARALLELISM": "8", "PE_MAX_PARALLELISM": "4"}, "parallelism cannot exceed max_parallelism"),
     ({"PE_STATE_TTL_MS": "86400000"}, "state_ttl_ms must be 0 (off) or >= idle_expiry_ms"),
     ({"PE_LIFECYCLE_AT_RISK_MS": "999999999999"}, "at-risk must come before dormant"),
+    ({"PE_FLUSH_LIVE_PENDING": "300", "PE_FLUSH_MAX_PENDING": "100"}, "the live bound cannot hold back more"),
     ({"PE_VALUE_MID_PURCHASES": "9"}, "the 'medium' tier needs <= the 'high' tier"),
     ({"PE_VALUE_MID_SPEND": "1000"}, "the 'medium' tier needs <= the 'high' tier"),
     ({"PE_PROMETHEUS_PORT": "8081"}, "port 8081 is used twice in the local stack"),

@@ -193,6 +193,20 @@ def test_keyed_store_keeps_the_batchs_no_entry_answers_when_it_reads_one_more_us
     assert state.calls == 3
 
 
+def test_flush_policy_writes_early_only_while_the_subtask_keeps_up():
+    """Small batches (the batcher's delay or a watermark flushed them): hold back only the live bound.
+    Mostly full batches (a backlog): hold back up to the memory bound. One batch does not flip it."""
+    from udfs.engine import FlushPolicy
+
+    policy = FlushPolicy(batch_max_events=500, keep_live=200, keep_max=20_000)
+    assert [policy.keep(30) for _ in range(20)] == [200] * 20  # live traffic
+    assert policy.keep(500) == 200  # one full batch after a pause: still live
+    assert [policy.keep(500) for _ in range(6)][-1] == 20_000  # a backlog
+    assert policy.keep(1) == 20_000  # a partial batch inside the backlog (watermark flush)
+    assert [policy.keep(20) for _ in range(10)][-1] == 200  # caught up: live again
+    assert policy.keep(10**6) == 200 and policy.fill <= 1.0  # a batch over the size counts as full
+
+
 @pytest.mark.parametrize("keep", [0, 3, 100])
 def test_bounded_deferral_writes_the_least_recently_touched_early_and_loses_nothing(keep):
     """The operator's flush_max_pending: after each batch the pending users beyond the ``keep``
