@@ -175,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratios["events/s this/previous"] = this["events_per_s"] / prev["events_per_s"]
             ratios["TaskManager CPU-s per 1k events this/previous"] = (
                 this["proc_cpu_s_per_1k"] / prev["proc_cpu_s_per_1k"])
+            if "proc_cpu_s_per_1k_excl_jit" in this and "proc_cpu_s_per_1k_excl_jit" in prev:
+                # context, not the target: the same ratio without JIT compilation (warm-up)
+                ratios["TaskManager CPU-s per 1k events without JIT this/previous"] = (
+                    this["proc_cpu_s_per_1k_excl_jit"] / prev["proc_cpu_s_per_1k_excl_jit"])
         same_work = by.get(("this version, recommendations off", name))
         if prev and same_work:  # context: the work the previous version did, not a target
             ratios["events/s recommendations-off/previous"] = same_work["events_per_s"] / prev["events_per_s"]

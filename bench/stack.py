@@ -98,25 +98,62 @@ def server_pids(base: Config) -> dict[str, list[int]]:
 
 def cpu_seconds(pid: int) -> Optional[float]:
     """utime + stime of a process, all its threads (None once it is gone)."""
+    return cpu_seconds_of(f"/proc/{pid}/stat")
+
+
+def cpu_seconds_of(stat_path: str) -> Optional[float]:
+    """utime + stime from a /proc stat file (a process's or one thread's); None once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
+# HotSpot's JIT compiler threads ("C2 CompilerThread0", truncated to 15 characters in /proc comm)
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def jit_cpu_seconds(pid: int, last: dict[tuple[int, int], float]) -> float:
+    """CPU seconds of a JVM's JIT compiler threads. HotSpot starts and stops compiler threads as the
+    compile queue grows and shrinks, so ``last`` keeps every compiler thread ever seen with its last
+    value: an exited thread's CPU still counts (per-thread, it would vanish from /proc)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = []
+    for tid in tids:
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() not in JIT_THREADS:
+                continue
+            c = cpu_seconds_of(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            continue
+        if c is not None:
+            last[(pid, int(tid))] = c
+    return sum(v for (p, _), v in last.items() if p == pid)
+
+
 class CpuSampler(threading.Thread):
     """Samples the CPU seconds of each component (the sum over its pids) every ``period_s``, so the
     CPU of any time window, e.g. the steady window of a run, can be read afterwards. A pid that
-    disappears keeps its last value (its CPU until then still counts)."""
+    disappears keeps its last value (its CPU until then still counts). For each component in
+    ``jit``, a component ``<name>_jit`` holds the part spent in its JVMs' JIT compiler threads: a
+    warm-up cost every short benchmark run pays in full and a job running for days does not."""
 
-    def __init__(self, pids: dict[str, list[int]], period_s: float = 0.25) -> None:
+    def __init__(self, pids: dict[str, list[int]], period_s: float = 0.25, jit: tuple[str, ...] = ()) -> None:
         super().__init__(daemon=True)
         self.pids = {k: list(v) for k, v in pids.items() if v}
+        self.jit = tuple(k for k in jit if k in self.pids)
         self.period_s = period_s
         self.last: dict[int, float] = {}
+        self.last_jit: dict[tuple[int, int], float] = {}
         self.samples: list[tuple[float, dict[str, float]]] = []  # (epoch ms, cpu s per component)
         self.stop = threading.Event()
+
+    @property
+    def components(self) -> list[str]:
+        return [*self.pids, *(f"{k}_jit" for k in self.jit)]
 
     def sample(self) -> None:
         row = {}
@@ -128,6 +165,8 @@ class CpuSampler(threading.Thread):
                     self.last[p] = c
                 total += self.last.get(p, 0.0)
             row[name] = total
+        for name in self.jit:
+            row[f"{name}_jit"] = sum(jit_cpu_seconds(p, self.last_jit) for p in self.pids[name])
         self.samples.append((time.time() * 1000, row))
 
     def run(self) -> None:
@@ -150,7 +189,7 @@ class CpuSampler(threading.Thread):
         ts = np.array([t for t, _ in self.samples])
         return {name: float(np.interp(t1_ms, ts, [s[name] for _, s in self.samples])
                             - np.interp(t0_ms, ts, [s[name] for _, s in self.samples]))
-                for name in self.pids}
+                for name in self.components}
 
 
 # --- output topics -------------------------------------------------------------------------------
