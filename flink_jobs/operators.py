@@ -89,8 +89,10 @@ class ProfileFunction(KeyedProcessFunction):
     on SHADOW_TAG while a shadow model is set. Control records swap the models (the models topic,
     flink_jobs/model_control.py) or update "popular now" (flink_jobs/popularity_op.py) between
     batches. A commit marker writes the changed profiles to keyed state, and their Cassandra rows
-    and recommendation lists: once per user and checkpoint, before the barrier that follows the
-    marker, so the checkpoint holds them and the Cassandra sink flushes them before it completes."""
+    and recommendation lists, before the barrier that follows the marker, so the checkpoint holds
+    them and the Cassandra sink flushes them before it completes. While the subtask keeps up, all
+    but the most recently touched are written right after their batch instead (udfs.engine.FlushPolicy),
+    so the marker finds few: the write burst at every checkpoint was the p99 latency."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg

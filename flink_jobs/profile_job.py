@@ -18,8 +18,10 @@ Operator chain (JVM parts in [brackets], Python in (parens))::
         |                                 parallelism 1]                   uid control-fanout
     (profile: udfs.engine.process_batch per batch; keyed state  |              uid profile
      one entry per user (key groups: rescalable); changed        |
-     profiles and recommendation lists written once per          |
-     checkpoint; model records swap the models between batches)  |
+     profiles and recommendation lists written at the commit     |
+     marker, or after a batch while the job keeps up (policy:    |
+     udfs.engine.FlushPolicy); model records swap the models     |
+     between batches)                                            |
      --duplicates------------------------------------------------+
         |   --late events-->  [KafkaSink user-events-late]                     uid sink-late
         |   --Cassandra writes--> [Cassandra sink: async, idempotent,          uid sink-cassandra
