@@ -120,8 +120,7 @@ def summarize(label: str, events: int, records: list[tuple[int, float, bytes]], 
         "proc_cpu_s_per_1k_whole_run": whole.get(proc, float("nan")) / events * 1000,
         "proc": proc,
     }
-    if f"{proc}_jit" in window:  # the steady-state basis: CPU a long-running job keeps paying
-        out["proc_jit_cores"] = window[f"{proc}_jit"] / span
+    if f"{proc}_jit" in window:  # the steady-state basis (its cores are in cpu_cores["<proc>_jit"])
         out["proc_cpu_s_per_1k_excl_jit"] = (window[proc] - window[f"{proc}_jit"]) / n * 1000
     if metrics is not None:
         out["metrics"] = metrics  # counters: read "sum"; histogram statistics and gauges: "avg", "max"

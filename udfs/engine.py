@@ -140,6 +140,9 @@ def merge_pending(pending: dict[str, ProfileRow], result: BatchResult) -> None:
         pending[user] = row
 
 
+FILL_WEIGHT = 0.2  # weight of the latest batch in FlushPolicy.fill: ~5 batches of memory
+
+
 @dataclass
 class FlushPolicy:
     """How many changed profiles the operator holds back after each batch, by how busy it is.
@@ -147,7 +150,7 @@ class FlushPolicy:
     Keeping up with its input (batches flushed by the batcher's delay or a watermark long before they
     fill), the profiles beyond ``keep_live`` are written after the batch, so a checkpoint finds few
     left to write: that write burst, on two cores shared with Kafka and Cassandra, was the latency
-    bench's p99 (0.8-1.2 s with every profile written at the checkpoint, 0.35-0.41 s holding back 200).
+    bench's p99 (0.8-1.2 s with every profile written at the checkpoint, 0.31-0.56 s holding back 200).
     Catching up (batches mostly full), latency is the backlog's, and holding profiles until the
     checkpoint (up to ``keep_max``, the memory bound) writes each once per checkpoint: the least CPU
     (early writes cost ~10% more Python CPU and Cassandra rows per event in a replay, README
@@ -162,9 +165,6 @@ class FlushPolicy:
     def keep(self, batch_events: int) -> int:
         self.fill += FILL_WEIGHT * (min(batch_events / self.batch_max_events, 1.0) - self.fill)
         return self.keep_max if self.fill >= 0.5 else self.keep_live
-
-
-FILL_WEIGHT = 0.2  # weight of the latest batch in FlushPolicy.fill: ~5 batches of memory
 
 
 def oldest_pending(pending: dict[str, ProfileRow], keep: int) -> list[str]:
