@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 
 from udfs import features as feats
 from udfs.prediction import PREDICTION_FIELDS, Scores, prediction_row, shadow_row
@@ -51,10 +51,10 @@ class MemoryStore:
         self.profiles.pop(user_id, None)
 
 
-@dataclass(frozen=True)
-class ProfileRow:
+class ProfileRow(NamedTuple):
     """What the profiles table holds for a user: the profile as of its latest applied event, with
-    that event's features and prediction. ``version`` is the Cassandra write time (µs)."""
+    that event's features and prediction. ``version`` is the Cassandra write time (µs). A NamedTuple:
+    one is built per applied event, and a frozen dataclass's __init__ cost ~1 µs more."""
 
     view: dict[str, Any]
     version: int

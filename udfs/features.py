@@ -106,6 +106,13 @@ def feature_dict(
     before: Optional[Before], after: Profile, ev: Event, s: ProfileSettings = DEFAULT_SETTINGS
 ) -> dict[str, float]:
     """Features known at ``ev``'s event time: ``after`` includes ``ev``; windows end at its tile."""
+    return _features(before, after, ev, s)[0]
+
+
+def _features(
+    before: Optional[Before], after: Profile, ev: Event, s: ProfileSettings
+) -> tuple[dict[str, float], Session, dict[str, float]]:
+    """feature_dict, with the session and interest shares it derived (profile_view needs both)."""
     t = ev.event_time
     d = window_aggregates(after, t, s)
     purchased_before = before is not None and before.last_purchase_time is not None
@@ -138,7 +145,7 @@ def feature_dict(
     )
     d.update(_activity(after, ev, session, s))
     d.update(_bounded(d, before, t, s))
-    return d
+    return d, session, shares
 
 
 def feature_vector(
@@ -153,7 +160,7 @@ def vector_and_view(
 ) -> tuple[list[float], dict[str, Any]]:
     """feature_vector and profile_view together: for an event in the profile's latest tile (every
     in-order event) both need the same window aggregates, so they are computed once."""
-    d = feature_dict(before, after, ev, s)
+    d, session, shares = _features(before, after, ev, s)
     same_tile = tile_start(ev.event_time, s) == tile_start(after.last_seen, s)
     aggregates = {k: d[k] for k in WINDOW_FEATURE_NAMES} if same_tile else None
-    return [d[name] for name in FEATURE_NAMES], profile_view(after, s, aggregates)
+    return [d[name] for name in FEATURE_NAMES], profile_view(after, s, aggregates, session, shares)

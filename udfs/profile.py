@@ -250,7 +250,8 @@ def prune(p: Profile, s: ProfileSettings = DEFAULT_SETTINGS) -> None:
     if p.tiles and min(p.tiles) <= oldest_needed:
         for start in [st for st in p.tiles if st <= oldest_needed]:
             del p.tiles[start]
-    if p.seen_ids:
+    # rebuilt only when an id fell behind the clock (min() runs in C; the rebuild did, every event)
+    if p.seen_ids and min(p.seen_ids.values()) <= clock:
         p.seen_ids = {i: t for i, t in p.seen_ids.items() if t > clock}
     # Session history: a future event can only join events after clock - gap, and everything
     # chained to them; earlier sessions are closed for good.
@@ -330,8 +331,10 @@ def interest_shares(p: Profile) -> dict[str, float]:
     return {c: w / total for c, w in p.interests.items()}
 
 
-def top_categories(p: Profile, k: int) -> dict[str, float]:
-    shares = interest_shares(p)
+def top_categories(p: Profile, k: int, shares: Optional[dict[str, float]] = None) -> dict[str, float]:
+    """The ``k`` largest interest shares, ties by category. ``shares``: interest_shares(p) when the
+    caller already has them."""
+    shares = interest_shares(p) if shares is None else shares
     best = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
     return dict(best)
 
@@ -362,18 +365,20 @@ def value_tier(p: Profile, as_of: int, s: ProfileSettings = DEFAULT_SETTINGS) ->
 
 
 def profile_view(
-    p: Profile, s: ProfileSettings = DEFAULT_SETTINGS, aggregates: Optional[dict[str, float]] = None
+    p: Profile, s: ProfileSettings = DEFAULT_SETTINGS, aggregates: Optional[dict[str, float]] = None,
+    session: Optional[Session] = None, shares: Optional[dict[str, float]] = None,
 ) -> dict[str, Any]:
-    """The consumer-facing profile (schemas/profile_view.avsc), as of the latest event. ``aggregates``:
-    window_aggregates(p, p.last_seen) when the caller already has them."""
-    session = current_session(p, s)
+    """The consumer-facing profile (schemas/profile_view.avsc), as of the latest event. ``aggregates``,
+    ``session`` and ``shares``: window_aggregates(p, p.last_seen), current_session(p) and
+    interest_shares(p) when the caller already has them (the features of every applied event do)."""
+    session = current_session(p, s) if session is None else session
     view: dict[str, Any] = {f: getattr(p, f) for f in _VIEW_FROM_STATE}
     view.update(
         session_start=session.start,
         session_events=session.events,
         lifecycle=lifecycle(p, p.last_seen, s),
         value_tier=value_tier(p, p.last_seen, s),
-        top_categories=top_categories(p, s.top_k),
+        top_categories=top_categories(p, s.top_k, shares),
         aggregates=aggregates if aggregates is not None else window_aggregates(p, p.last_seen, s),
     )
     return {f: view[f] for f in _VIEW_FIELDS}
