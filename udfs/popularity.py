@@ -34,6 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Protocol
 
+import orjson
+
 from udfs.profile import Event
 from udfs.settings import PopularitySettings
 
@@ -131,7 +133,10 @@ def top(state: CategoryWindow, at: int, s: PopularitySettings = DEFAULT_POPULARI
             for item, c in counters.items():
                 sums[item] = sums.get(item, 0) + c
     k = s.global_items if state.category_id == GLOBAL else s.top_items
-    best = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    order = lambda kv: (-kv[1], kv[0])  # noqa: E731 - count descending, then item id
+    # heapq.nsmallest == sorted(...)[:k] (documented); it pays off only for long lists such as the
+    # all-categories window's (up to ~25k items, at every checkpoint)
+    best = heapq.nsmallest(k, sums.items(), key=order) if len(sums) > 8 * k else sorted(sums.items(), key=order)[:k]
     return CategoryTop(state.category_id, at, sum(sums.values()), tuple(best))
 
 
@@ -224,12 +229,14 @@ class PopularityIndex:
 def encode_window(w: CategoryWindow) -> bytes:
     body = {"c": w.category_id, "k": w.clock,
             "b": [[b, sorted(w.buckets[b].items())] for b in sorted(w.buckets)]}
-    return bytes([WINDOW_VERSION]) + json.dumps(body, separators=(",", ":")).encode()
+    # orjson: every changed window is encoded at every checkpoint (the all-categories one holds up to
+    # 24 x 1,024 counters); stdlib json took ~5 us per event of the Taobao slice. Both read either.
+    return bytes([WINDOW_VERSION]) + orjson.dumps(body)
 
 
 def decode_window(data: bytes) -> CategoryWindow:
     _check(data, WINDOW_VERSION, "popularity window")
-    body = json.loads(data[1:])
+    body = orjson.loads(data[1:])
     return CategoryWindow(body["c"], body["k"], {b: dict(map(tuple, items)) for b, items in body["b"]})
 
 
@@ -274,7 +281,8 @@ def count_batch(events: Iterable[Event], store: WindowStore, s: PopularitySettin
 
 def tops_message(tops: Iterable[CategoryTop]) -> dict:
     """The body of a control record {"popularity": body} that carries tops to every profile subtask."""
-    return {"v": TOP_VERSION, "tops": [[t.category_id, t.as_of, t.total, [list(x) for x in t.items]] for t in tops]}
+    # items stay tuples: both JSON encoders write them as arrays, and copying them cost ~4 us per event
+    return {"v": TOP_VERSION, "tops": [[t.category_id, t.as_of, t.total, t.items] for t in tops]}
 
 
 def read_tops_message(body: dict) -> list[CategoryTop]:
